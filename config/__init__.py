@@ -1,0 +1,4 @@
+from .defaults import get_cfg
+from .validate import ConfigError, dump_config, feature_dim, load_config
+
+__all__ = ["get_cfg", "load_config", "dump_config", "feature_dim", "ConfigError"]

@@ -1,0 +1,130 @@
+"""The whole configuration tree, one comment per key.
+
+Key names follow DeMo / TransReID where those codebases have one, so their YAML files merge here
+(`config/validate.py` translates their legacy values). `get_cfg()` returns a fresh clone: nothing in the
+project mutates a global config.
+"""
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# ----------------------------------------------------------------------------------------------------
+# MODEL
+# ----------------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.DEVICE = "auto"  # "auto" (cuda when available), "cuda" or "cpu"
+_C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"  # backbone: ViT-B-16 (CLIP), vit_base_patch16_224, tiny_clip, tiny_vit
+_C.MODEL.PRETRAIN_PATH = ""  # backbone weights (OpenAI ViT-B-16.pt, timm/TransReID .pth/.npz); "" = random
+_C.MODEL.STRIDE_SIZE = (16, 16)  # patch-embedding stride (H, W); < 16 gives overlapping patches
+_C.MODEL.SIE_CAMERA = True  # learnable camera embedding (SIE)
+_C.MODEL.SIE_COE = 1.0  # scale of the SIE embedding
+_C.MODEL.DROP_PATH = 0.1  # stochastic depth of the ImageNet ViT backbone (the CLIP tower has none)
+_C.MODEL.DROP_OUT = 0.0  # dropout inside the backbone
+_C.MODEL.ATT_DROP_RATE = 0.0  # attention dropout inside the backbone
+_C.MODEL.GLOBAL_LOCAL = True  # PIFE: global = reduce([cls ; mean(patches)]) per modality
+_C.MODEL.HDM = True  # DeMo's hierarchical decoupling module (seven query attentions)
+_C.MODEL.ATM = True  # DeMo's attention-triggered mixture of experts (needs HDM)
+_C.MODEL.HEAD = 4  # ATM heads (must divide the feature width)
+_C.MODEL.DIRECT = 1  # 1: one BNNeck head on [R;N;T]; 0: one head per modality
+_C.MODEL.ID_LOSS_WEIGHT = 0.25  # weight of each label-smoothed cross-entropy term
+_C.MODEL.TRIPLET_LOSS_WEIGHT = 1.0  # weight of each batch-hard triplet term
+_C.MODEL.LABEL_SMOOTH = 0.1  # label-smoothing epsilon of the ID loss
+_C.MODEL.NO_MARGIN = True  # soft-margin triplet (log(1 + exp(ap - an))) instead of SOLVER.MARGIN
+_C.MODEL.USE_SDTPS = False  # SDTPS fusion head; exclusive: turns HDM and ATM off
+_C.MODEL.SDTPS_SPARSE_RATIO = 0.5  # fraction of patches kept by TokenSparse, in (0, 1)
+_C.MODEL.SDTPS_AGGR_RATIO = 0.4  # TokenAggregation outputs int(N * AGGR * SPARSE) tokens, in (0, 1]
+_C.MODEL.SDTPS_BETA = 0.25  # s = (1 - 2 beta) s_pred + beta (s_a + s_b + 2 s_self)
+_C.MODEL.SDTPS_USE_GUMBEL = False  # straight-through Gumbel-softmax decision matrix (training only)
+_C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel-softmax temperature
+_C.MODEL.SDTPS_LOSS_WEIGHT = 1.0  # scale of the SDTPS (ID + triplet) loss pair
+# Tiny backbones (tiny_clip / tiny_vit) for CPU tests and the demo; ignored by the ViT-B/16 types.
+_C.MODEL.TINY = CN()
+_C.MODEL.TINY.WIDTH = 96  # transformer width
+_C.MODEL.TINY.DEPTH = 2  # transformer blocks
+_C.MODEL.TINY.HEADS = 4  # attention heads
+_C.MODEL.TINY.EMBED_DIM = 64  # output width after the CLIP-style projection (tiny_clip only)
+_C.MODEL.TINY.PATCH_SIZE = 8  # patch size of the tiny backbones
+
+# ----------------------------------------------------------------------------------------------------
+# INPUT
+# ----------------------------------------------------------------------------------------------------
+_C.INPUT = CN()
+_C.INPUT.MODALITIES = ("RGB", "NI", "TI")  # modality names; the batch carries images under these keys
+_C.INPUT.SIZE_TRAIN = (256, 128)  # (H, W) of training images
+_C.INPUT.SIZE_TEST = (256, 128)  # (H, W) of test images
+_C.INPUT.PROB = 0.5  # horizontal-flip probability
+_C.INPUT.RE_PROB = 0.5  # random-erasing probability (timm RandomErasing, pixel mode)
+_C.INPUT.PIXEL_MEAN = (0.5, 0.5, 0.5)  # normalisation mean
+_C.INPUT.PIXEL_STD = (0.5, 0.5, 0.5)  # normalisation std
+_C.INPUT.PADDING = 10  # zero padding before the random crop
+_C.INPUT.PAIRED_AUG = False  # True: one flip/crop/erase draw shared by the triplet; False: DeMo's per-modality draws
+
+# ----------------------------------------------------------------------------------------------------
+# DATASETS
+# ----------------------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.NAMES = "RGBNT201"  # RGBNT201, RGBNT100 or MSVR310
+_C.DATASETS.ROOT_DIR = "data_root"  # folder that holds the dataset folders (relative to the working dir)
+_C.DATASETS.VAL_FRACTION = 0.0  # fraction of train ids held out as a validation split (0 = none)
+_C.DATASETS.SKIP_BAD = False  # skip (and count in the log) unreadable samples instead of stopping
+
+# ----------------------------------------------------------------------------------------------------
+# DATALOADER
+# ----------------------------------------------------------------------------------------------------
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 8  # loader worker processes per rank
+_C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (P x K identity sampler) or softmax (shuffle)
+_C.DATALOADER.NUM_INSTANCE = 8  # K: images per identity in a batch
+_C.DATALOADER.PREFETCH_FACTOR = 4  # batches prefetched by each worker
+
+# ----------------------------------------------------------------------------------------------------
+# SOLVER
+# ----------------------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER_NAME = "Adam"  # Adam, AdamW or SGD
+_C.SOLVER.MAX_EPOCHS = 50  # training epochs
+_C.SOLVER.BASE_LR = 3.5e-4  # learning rate of the new (non-backbone) modules
+_C.SOLVER.BACKBONE_LR = 5e-6  # learning rate of every backbone tensor, biases included
+_C.SOLVER.BIAS_LR_FACTOR = 2.0  # bias LR = BASE_LR x this, for the new modules
+_C.SOLVER.MOMENTUM = 0.9  # SGD momentum
+_C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay of weights
+_C.SOLVER.WEIGHT_DECAY_BIAS = 1e-4  # weight decay of biases
+_C.SOLVER.MARGIN = 0.3  # triplet margin when MODEL.NO_MARGIN is False
+_C.SOLVER.WARMUP_ITERS = 10  # warm-up length in epochs (DeMo's name)
+_C.SOLVER.WARMUP_FACTOR = 0.1  # warm-up starts at this x BASE_LR (absolute, every group)
+_C.SOLVER.MIN_LR_FACTOR = 0.001  # cosine floor = this x BASE_LR (absolute, every group)
+_C.SOLVER.LR_NOISE = True  # DeMo's multiplicative LR noise (67 %, seeded 42 + epoch)
+_C.SOLVER.IMS_PER_BATCH = 64  # global batch (triplets) over all ranks = P x K
+_C.SOLVER.SEED = 1111  # global seed (model init, sampler, augmentation)
+_C.SOLVER.AMP = "auto"  # "auto" (bf16 where supported, fp16 + scaler otherwise, off on CPU), bf16, fp16, off
+_C.SOLVER.COMPILE = False  # torch.compile the model
+_C.SOLVER.GRAD_CLIP = 0.0  # clip the gradient norm to this (0 = off)
+_C.SOLVER.CHECKPOINT_PERIOD = 10  # write model_{epoch:04d}.pth every N epochs (last_checkpoint: every epoch)
+_C.SOLVER.KEEP_CHECKPOINTS = 2  # keep the last N model_{epoch}.pth files
+_C.SOLVER.LOG_PERIOD = 10  # log every N iterations
+_C.SOLVER.EVAL_PERIOD = 10  # evaluate every N epochs (and after the last); 0 = only at the end
+
+# ----------------------------------------------------------------------------------------------------
+# TEST
+# ----------------------------------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.IMS_PER_BATCH = 128  # global test batch
+_C.TEST.WEIGHT = ""  # checkpoint to evaluate (ours, a bare state dict, or DeMo's)
+_C.TEST.RETURN_PATTERN = 3  # 1: [R;N;T]; 2: fused (ATM or SDTPS); 3: both (L2-normalised as a whole)
+_C.TEST.ALL_PATTERNS = True  # evaluate every available return_pattern in one pass
+_C.TEST.FEAT_NORM = True  # L2-normalise features before ranking
+_C.TEST.RE_RANKING = False  # k-reciprocal re-ranking
+_C.TEST.RE_RANKING_K1 = 20  # re-ranking k1
+_C.TEST.RE_RANKING_K2 = 6  # re-ranking k2
+_C.TEST.RE_RANKING_LAMBDA = 0.3  # re-ranking lambda
+_C.TEST.MISS = "none"  # zero these modalities at test: none, r, n, t, rn, rt, nt
+_C.TEST.MAX_RANK = 50  # longest CMC curve computed
+_C.TEST.VIS_TOKENS = False  # write SDTPS token-selection pictures to TensorBoard at evaluation
+
+_C.OUTPUT_DIR = "output"  # run folder: config.yaml, log.txt, metrics.json, events, checkpoints
+
+
+def get_cfg():
+    """A fresh, mutable copy of the defaults."""
+    return _C.clone()

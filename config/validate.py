@@ -1,0 +1,278 @@
+"""Loading a config: `_BASE_` inheritance, DeMo's legacy keys and values, type checks, impossible values.
+
+Every failure raises `ConfigError` with a message that names the offending key (and file, where there
+is one). DeMo's own YAML files load: renamed keys are translated, keys with no meaning here are
+reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` becomes `"none"`.
+"""
+
+import ast
+import copy
+import difflib
+import logging
+import os
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from .defaults import get_cfg
+
+logger = logging.getLogger(__name__)
+
+# Sections a dumped config.yaml carries beside the config; informative, dropped on load.
+INFO_SECTIONS = ("DERIVED", "PROVENANCE")
+
+FEATURE_DIMS = {"ViT-B-16": 512, "vit_base_patch16_224": 768}
+TRANSFORMER_TYPES = ("ViT-B-16", "vit_base_patch16_224", "tiny_clip", "tiny_vit")
+DATASET_NAMES = ("RGBNT201", "RGBNT100", "MSVR310")
+MISS_CHOICES = ("none", "r", "n", "t", "rn", "rt", "nt")
+
+# DeMo / TransReID keys that were renamed here: old -> new.
+RENAMED = {
+    "MODEL.PRETRAIN_PATH_T": "MODEL.PRETRAIN_PATH",
+    "MODEL.TRI_LOSS_WEIGHT": "MODEL.TRIPLET_LOSS_WEIGHT",
+}
+# DeMo / TransReID keys with no meaning here: key -> why it is dropped.
+IGNORED = {
+    "MODEL.NAME": "the architecture follows MODEL.TRANSFORMER_TYPE and the fusion switches",
+    "MODEL.DEVICE_ID": "use CUDA_VISIBLE_DEVICES or torchrun",
+    "MODEL.DIST_TRAIN": "distributed training follows torchrun's environment",
+    "MODEL.LAST_STRIDE": "a ResNet option",
+    "MODEL.PRETRAIN_CHOICE": "MODEL.PRETRAIN_PATH alone decides; empty means random initialisation",
+    "MODEL.NECK": "the BNNeck is always used",
+    "MODEL.IF_WITH_CENTER": "the center loss is not part of DeMo's recipe",
+    "MODEL.ID_LOSS_TYPE": "the ID loss is label-smoothed cross-entropy",
+    "MODEL.METRIC_LOSS_TYPE": "the metric loss is the batch-hard triplet",
+    "MODEL.COS_LAYER": "cosine classifiers are not used by DeMo",
+    "MODEL.SIE_VIEW": "no dataset here has view labels for SIE",
+    "MODEL.PROMPT": "prompt learning is not part of DeMo's recipe",
+    "MODEL.ADAPTER": "adapters are not part of DeMo's recipe",
+    "MODEL.FROZEN": "the backbone trains at SOLVER.BACKBONE_LR",
+    "MODEL.JPM": "TransReID's jigsaw branch is not part of DeMo",
+    "MODEL.RE_ARRANGE": "TransReID's jigsaw branch is not part of DeMo",
+    "MODEL.SHIFT_NUM": "TransReID's jigsaw branch is not part of DeMo",
+    "MODEL.SHUFFLE_GROUP": "TransReID's jigsaw branch is not part of DeMo",
+    "MODEL.DEVIDE_LENGTH": "TransReID's jigsaw branch is not part of DeMo",
+    "SOLVER.LARGE_FC_LR": "classifier LR follows SOLVER.BASE_LR",
+    "SOLVER.CENTER_LR": "the center loss is not used",
+    "SOLVER.CENTER_LOSS_WEIGHT": "the center loss is not used",
+    "SOLVER.GAMMA": "the schedule is cosine",
+    "SOLVER.STEPS": "the schedule is cosine",
+    "SOLVER.WARMUP_METHOD": "the warm-up is linear from SOLVER.WARMUP_FACTOR x BASE_LR",
+    "SOLVER.COSINE_MARGIN": "cosine classifiers are not used",
+    "SOLVER.COSINE_SCALE": "cosine classifiers are not used",
+    "TEST.NECK_FEAT": "test features are the pre-BN features, as in DeMo ('before')",
+    "TEST.DIST_MAT": "distances are not dumped",
+    "TEST.PIDS": "ids are not dumped",
+    "TEST.CAMIDS": "camera ids are not dumped",
+}
+LEGACY_VALUES = {("TEST.MISS", "nothing"): "none"}
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot be used; the message names it."""
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    base = data.pop("_BASE_", None)
+    if base is None:
+        return data
+    merged = _read_yaml(os.path.join(os.path.dirname(path), base))
+    _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(dst, src):
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_opts(opts):
+    if len(opts) % 2:
+        raise ConfigError(f"overrides come in KEY VALUE pairs; got an odd list: {opts}")
+    out = {}
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key] = value
+    return out
+
+
+def _leaf_keys(node, prefix=""):
+    keys = {}
+    for k, v in node.items():
+        if isinstance(v, CN):
+            keys.update(_leaf_keys(v, f"{prefix}{k}."))
+        else:
+            keys[f"{prefix}{k}"] = v
+    return keys
+
+
+def _coerce(key, value, default, source):
+    """Type-check `value` against the default's type; translate legacy bool strings."""
+    where = f" (from {source})" if source else ""
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("yes", "no", "true", "false", "on", "off"):
+            new = value.lower() in ("yes", "true", "on")
+            logger.warning("%s: the string %r is read as %s%s", key, value, new, where)
+            return new
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be True or False, got {value!r}{where}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (tuple, list)) and isinstance(value, (tuple, list)):
+        return tuple(value)
+    if isinstance(default, (tuple, list)) and isinstance(value, (int, float, str)):
+        # DeMo writes one-element tuples as ('RGBNT201') which YAML reads as a scalar.
+        return (value,)
+    if type(value) is not type(default):
+        raise ConfigError(
+            f"{key} expects {type(default).__name__} like {default!r}, got {value!r}{where}"
+        )
+    return value
+
+
+def _apply(cfg, flat, source):
+    known = _leaf_keys(cfg)
+    for key, value in flat.items():
+        if key.split(".")[0] in INFO_SECTIONS:
+            continue
+        if key in RENAMED:
+            logger.warning("%s is DeMo's name for %s; read as such", key, RENAMED[key])
+            key = RENAMED[key]
+        if key in IGNORED:
+            logger.warning("%s = %r is ignored here: %s", key, value, IGNORED[key])
+            continue
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=3)
+            msg = f"unknown config key {key}" + (f" (from {source})" if source else "")
+            raise ConfigError(msg + (f"; did you mean {', '.join(hint)}?" if hint else ""))
+        if isinstance(value, str) and (key, value) in LEGACY_VALUES:
+            new = LEGACY_VALUES[(key, value)]
+            logger.warning("%s = %r is DeMo's spelling of %r", key, value, new)
+            value = new
+        value = _coerce(key, value, known[key], source)
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+
+
+def feature_dim(cfg):
+    """Width C of the per-modality features (after the CLIP projection where there is one)."""
+    t = cfg.MODEL.TRANSFORMER_TYPE
+    if t == "tiny_clip":
+        return cfg.MODEL.TINY.EMBED_DIM
+    if t == "tiny_vit":
+        return cfg.MODEL.TINY.WIDTH
+    return FEATURE_DIMS[t]
+
+
+def check(cfg):
+    """Raise ConfigError for impossible values; apply the SDTPS exclusive switch."""
+    m, s, t, i = cfg.MODEL, cfg.SOLVER, cfg.TEST, cfg.INPUT
+
+    def need(ok, msg):
+        if not ok:
+            raise ConfigError(msg)
+
+    need(m.TRANSFORMER_TYPE in TRANSFORMER_TYPES,
+         f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of {TRANSFORMER_TYPES}")
+    need(cfg.DATASETS.NAMES in DATASET_NAMES,
+         f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {DATASET_NAMES}")
+    need(m.DEVICE in ("auto", "cuda", "cpu"), f"MODEL.DEVICE {m.DEVICE!r}: use auto, cuda or cpu")
+    need(len(m.STRIDE_SIZE) == 2 and min(m.STRIDE_SIZE) > 0,
+         f"MODEL.STRIDE_SIZE must be two positive integers, got {m.STRIDE_SIZE}")
+    need(m.DIRECT in (0, 1), f"MODEL.DIRECT must be 0 or 1, got {m.DIRECT}")
+    need(0.0 < m.SDTPS_SPARSE_RATIO < 1.0,
+         f"MODEL.SDTPS_SPARSE_RATIO must be in (0, 1), got {m.SDTPS_SPARSE_RATIO}")
+    need(0.0 < m.SDTPS_AGGR_RATIO <= 1.0,
+         f"MODEL.SDTPS_AGGR_RATIO must be in (0, 1], got {m.SDTPS_AGGR_RATIO}")
+    need(0.0 <= m.SDTPS_BETA <= 0.5, f"MODEL.SDTPS_BETA must be in [0, 0.5], got {m.SDTPS_BETA}")
+    need(m.SDTPS_GUMBEL_TAU > 0, f"MODEL.SDTPS_GUMBEL_TAU must be > 0, got {m.SDTPS_GUMBEL_TAU}")
+    need(0.0 <= m.LABEL_SMOOTH < 1.0, f"MODEL.LABEL_SMOOTH must be in [0, 1), got {m.LABEL_SMOOTH}")
+    need(len(i.MODALITIES) == 3 and len(set(i.MODALITIES)) == 3,
+         f"INPUT.MODALITIES must name three distinct modalities, got {i.MODALITIES}")
+    for key in ("SIZE_TRAIN", "SIZE_TEST"):
+        need(len(i[key]) == 2 and min(i[key]) > 0, f"INPUT.{key} must be (H, W), got {i[key]}")
+    need(0.0 <= cfg.DATASETS.VAL_FRACTION < 1.0,
+         f"DATASETS.VAL_FRACTION must be in [0, 1), got {cfg.DATASETS.VAL_FRACTION}")
+    need(cfg.DATALOADER.SAMPLER in ("softmax_triplet", "softmax"),
+         f"DATALOADER.SAMPLER {cfg.DATALOADER.SAMPLER!r}: use softmax_triplet or softmax")
+    need(cfg.DATALOADER.NUM_INSTANCE >= 1,
+         f"DATALOADER.NUM_INSTANCE must be >= 1, got {cfg.DATALOADER.NUM_INSTANCE}")
+    need(s.IMS_PER_BATCH % cfg.DATALOADER.NUM_INSTANCE == 0,
+         f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) must be a multiple of "
+         f"DATALOADER.NUM_INSTANCE ({cfg.DATALOADER.NUM_INSTANCE})")
+    need(s.OPTIMIZER_NAME in ("Adam", "AdamW", "SGD"),
+         f"SOLVER.OPTIMIZER_NAME {s.OPTIMIZER_NAME!r}: use Adam, AdamW or SGD")
+    need(s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off")
+    need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
+    need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
+    need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")
+    need(t.MISS in MISS_CHOICES, f"TEST.MISS {t.MISS!r} is not one of {MISS_CHOICES}")
+    need(t.RETURN_PATTERN in (1, 2, 3), f"TEST.RETURN_PATTERN must be 1, 2 or 3, got {t.RETURN_PATTERN}")
+    need(m.HDM or not m.ATM or m.USE_SDTPS, "MODEL.ATM needs MODEL.HDM (ATM mixes HDM's features)")
+
+    if m.USE_SDTPS and (m.HDM or m.ATM):
+        logger.info("MODEL.USE_SDTPS is on: MODEL.HDM and MODEL.ATM are turned off (exclusive switch)")
+        m.HDM = False
+        m.ATM = False
+    dim = feature_dim(cfg)
+    if m.ATM:
+        need(m.HEAD >= 1 and dim % m.HEAD == 0,
+             f"MODEL.HEAD ({m.HEAD}) must divide the feature width {dim} of {m.TRANSFORMER_TYPE}")
+    fused = m.HDM or m.USE_SDTPS
+    need(fused or t.RETURN_PATTERN == 1,
+         f"TEST.RETURN_PATTERN {t.RETURN_PATTERN} needs a fused feature (MODEL.HDM or MODEL.USE_SDTPS)")
+
+
+def load_config(config_file=None, opts=(), freeze=True):
+    """Defaults <- YAML file (with _BASE_) <- KEY VALUE overrides; checked and frozen."""
+    cfg = get_cfg()
+    if config_file:
+        _apply(cfg, _flatten(_read_yaml(config_file)), config_file)
+    _apply(cfg, _parse_opts(list(opts)), "command line")
+    check(cfg)
+    if freeze:
+        cfg.freeze()
+    return cfg
+
+
+def dump_config(cfg, path, derived=None, provenance=None):
+    """Write the effective config plus informative DERIVED / PROVENANCE sections."""
+    data = yaml.safe_load(cfg.dump())
+    if derived:
+        data["DERIVED"] = copy.deepcopy(derived)
+    if provenance:
+        data["PROVENANCE"] = copy.deepcopy(provenance)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
