@@ -1,21 +1,21 @@
 """The whole configuration tree, one comment per key.
 
 Key names follow DeMo / TransReID where those codebases have one, so their YAML files merge here
-(`config/validate.py` translates their legacy values). `get_cfg()` returns a fresh clone: nothing in the
-project mutates a global config.
+(`config/validate.py` translates their legacy values). `get_cfg()` returns a fresh clone: nothing
+in the project mutates a global config.
 """
 
 from yacs.config import CfgNode as CN
 
 _C = CN()
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # MODEL
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # "auto" (cuda when available), "cuda" or "cpu"
-_C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"  # backbone: ViT-B-16 (CLIP), vit_base_patch16_224, tiny_clip, tiny_vit
-_C.MODEL.PRETRAIN_PATH = ""  # backbone weights (OpenAI ViT-B-16.pt, timm/TransReID .pth/.npz); "" = random
+_C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"  # ViT-B-16 (CLIP), vit_base_patch16_224, tiny_clip, tiny_vit
+_C.MODEL.PRETRAIN_PATH = ""  # backbone weights (.pt, .pth, .npz); "" = random init
 _C.MODEL.STRIDE_SIZE = (16, 16)  # patch-embedding stride (H, W); < 16 gives overlapping patches
 _C.MODEL.SIE_CAMERA = True  # learnable camera embedding (SIE)
 _C.MODEL.SIE_COE = 1.0  # scale of the SIE embedding
@@ -46,11 +46,11 @@ _C.MODEL.TINY.HEADS = 4  # attention heads
 _C.MODEL.TINY.EMBED_DIM = 64  # output width after the CLIP-style projection (tiny_clip only)
 _C.MODEL.TINY.PATCH_SIZE = 8  # patch size of the tiny backbones
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # INPUT
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.INPUT = CN()
-_C.INPUT.MODALITIES = ("RGB", "NI", "TI")  # modality names; the batch carries images under these keys
+_C.INPUT.MODALITIES = ("RGB", "NI", "TI")  # modality names; batches carry images by these
 _C.INPUT.SIZE_TRAIN = (256, 128)  # (H, W) of training images
 _C.INPUT.SIZE_TEST = (256, 128)  # (H, W) of test images
 _C.INPUT.PROB = 0.5  # horizontal-flip probability
@@ -58,29 +58,29 @@ _C.INPUT.RE_PROB = 0.5  # random-erasing probability (timm RandomErasing, pixel 
 _C.INPUT.PIXEL_MEAN = (0.5, 0.5, 0.5)  # normalisation mean
 _C.INPUT.PIXEL_STD = (0.5, 0.5, 0.5)  # normalisation std
 _C.INPUT.PADDING = 10  # zero padding before the random crop
-_C.INPUT.PAIRED_AUG = False  # True: one flip/crop/erase draw shared by the triplet; False: DeMo's per-modality draws
+_C.INPUT.PAIRED_AUG = False  # one augmentation draw per triplet (False: per modality)
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # DATASETS
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
 _C.DATASETS.NAMES = "RGBNT201"  # RGBNT201, RGBNT100 or MSVR310
-_C.DATASETS.ROOT_DIR = "data_root"  # folder that holds the dataset folders (relative to the working dir)
+_C.DATASETS.ROOT_DIR = "data_root"  # folder holding the dataset folders
 _C.DATASETS.VAL_FRACTION = 0.0  # fraction of train ids held out as a validation split (0 = none)
 _C.DATASETS.SKIP_BAD = False  # skip (and count in the log) unreadable samples instead of stopping
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # DATALOADER
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 8  # loader worker processes per rank
-_C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (P x K identity sampler) or softmax (shuffle)
+_C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (P x K ids) or softmax
 _C.DATALOADER.NUM_INSTANCE = 8  # K: images per identity in a batch
 _C.DATALOADER.PREFETCH_FACTOR = 4  # batches prefetched by each worker
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # SOLVER
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.SOLVER = CN()
 _C.SOLVER.OPTIMIZER_NAME = "Adam"  # Adam, AdamW or SGD
 _C.SOLVER.MAX_EPOCHS = 50  # training epochs
@@ -97,21 +97,21 @@ _C.SOLVER.MIN_LR_FACTOR = 0.001  # cosine floor = this x BASE_LR (absolute, ever
 _C.SOLVER.LR_NOISE = True  # DeMo's multiplicative LR noise (67 %, seeded 42 + epoch)
 _C.SOLVER.IMS_PER_BATCH = 64  # global batch (triplets) over all ranks = P x K
 _C.SOLVER.SEED = 1111  # global seed (model init, sampler, augmentation)
-_C.SOLVER.AMP = "auto"  # "auto" (bf16 where supported, fp16 + scaler otherwise, off on CPU), bf16, fp16, off
+_C.SOLVER.AMP = "auto"  # auto (bf16/fp16 on GPU, off on CPU), bf16, fp16, off
 _C.SOLVER.COMPILE = False  # torch.compile the model
 _C.SOLVER.GRAD_CLIP = 0.0  # clip the gradient norm to this (0 = off)
-_C.SOLVER.CHECKPOINT_PERIOD = 10  # write model_{epoch:04d}.pth every N epochs (last_checkpoint: every epoch)
+_C.SOLVER.CHECKPOINT_PERIOD = 10  # model_{epoch:04d}.pth every N epochs
 _C.SOLVER.KEEP_CHECKPOINTS = 2  # keep the last N model_{epoch}.pth files
 _C.SOLVER.LOG_PERIOD = 10  # log every N iterations
 _C.SOLVER.EVAL_PERIOD = 10  # evaluate every N epochs (and after the last); 0 = only at the end
 
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # TEST
-# ----------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 _C.TEST = CN()
 _C.TEST.IMS_PER_BATCH = 128  # global test batch
 _C.TEST.WEIGHT = ""  # checkpoint to evaluate (ours, a bare state dict, or DeMo's)
-_C.TEST.RETURN_PATTERN = 3  # 1: [R;N;T]; 2: fused (ATM or SDTPS); 3: both (L2-normalised as a whole)
+_C.TEST.RETURN_PATTERN = 3  # 1: [R;N;T]; 2: fused (ATM/SDTPS); 3: both
 _C.TEST.ALL_PATTERNS = True  # evaluate every available return_pattern in one pass
 _C.TEST.FEAT_NORM = True  # L2-normalise features before ranking
 _C.TEST.RE_RANKING = False  # k-reciprocal re-ranking

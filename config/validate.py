@@ -1,8 +1,8 @@
-"""Loading a config: `_BASE_` inheritance, DeMo's legacy keys and values, type checks, impossible values.
+"""Loading a config: `_BASE_` inheritance, DeMo's legacy keys and values, types, impossible values.
 
-Every failure raises `ConfigError` with a message that names the offending key (and file, where there
-is one). DeMo's own YAML files load: renamed keys are translated, keys with no meaning here are
-reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` becomes `"none"`.
+Every failure raises `ConfigError` with a message that names the offending key (and file, where
+there is one). DeMo's own YAML files load: renamed keys are translated, keys with no meaning here
+are reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` becomes `"none"`.
 """
 
 import ast
@@ -66,6 +66,8 @@ IGNORED = {
     "TEST.CAMIDS": "camera ids are not dumped",
 }
 LEGACY_VALUES = {("TEST.MISS", "nothing"): "none"}
+# DeMo's on/off switches that became a value here: key -> (new key, value if on, value if off).
+LEGACY_SWITCHES = {"MODEL.IF_LABELSMOOTH": ("MODEL.LABEL_SMOOTH", 0.1, 0.0)}
 
 
 class ConfigError(ValueError):
@@ -109,17 +111,20 @@ def _flatten(d, prefix=""):
     return out
 
 
+def _decode(value):
+    """Strings are Python literals where they parse as one (yacs' rule: "('RGBNT201')", "1e-4")."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
 def _parse_opts(opts):
     if len(opts) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs; got an odd list: {opts}")
-    out = {}
-    for key, raw in zip(opts[0::2], opts[1::2]):
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out[key] = value
-    return out
+    return {key: _decode(raw) for key, raw in zip(opts[0::2], opts[1::2])}
 
 
 def _leaf_keys(node, prefix=""):
@@ -162,9 +167,17 @@ def _apply(cfg, flat, source):
     for key, value in flat.items():
         if key.split(".")[0] in INFO_SECTIONS:
             continue
+        value = _decode(value)
         if key in RENAMED:
             logger.warning("%s is DeMo's name for %s; read as such", key, RENAMED[key])
             key = RENAMED[key]
+        if key in LEGACY_SWITCHES:
+            new_key, on, off = LEGACY_SWITCHES[key]
+            value = on if str(value).lower() in ("on", "yes", "true") else off
+            logger.warning(
+                "%s is DeMo's switch for %s; read as %s = %s", key, new_key, new_key, value
+            )
+            key = new_key
         if key in IGNORED:
             logger.warning("%s = %r is ignored here: %s", key, value, IGNORED[key])
             continue
@@ -202,55 +215,88 @@ def check(cfg):
         if not ok:
             raise ConfigError(msg)
 
-    need(m.TRANSFORMER_TYPE in TRANSFORMER_TYPES,
-         f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of {TRANSFORMER_TYPES}")
-    need(cfg.DATASETS.NAMES in DATASET_NAMES,
-         f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {DATASET_NAMES}")
+    need(
+        m.TRANSFORMER_TYPE in TRANSFORMER_TYPES,
+        f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of {TRANSFORMER_TYPES}",
+    )
+    need(
+        cfg.DATASETS.NAMES in DATASET_NAMES,
+        f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {DATASET_NAMES}",
+    )
     need(m.DEVICE in ("auto", "cuda", "cpu"), f"MODEL.DEVICE {m.DEVICE!r}: use auto, cuda or cpu")
-    need(len(m.STRIDE_SIZE) == 2 and min(m.STRIDE_SIZE) > 0,
-         f"MODEL.STRIDE_SIZE must be two positive integers, got {m.STRIDE_SIZE}")
+    need(
+        len(m.STRIDE_SIZE) == 2 and min(m.STRIDE_SIZE) > 0,
+        f"MODEL.STRIDE_SIZE must be two positive integers, got {m.STRIDE_SIZE}",
+    )
     need(m.DIRECT in (0, 1), f"MODEL.DIRECT must be 0 or 1, got {m.DIRECT}")
-    need(0.0 < m.SDTPS_SPARSE_RATIO < 1.0,
-         f"MODEL.SDTPS_SPARSE_RATIO must be in (0, 1), got {m.SDTPS_SPARSE_RATIO}")
-    need(0.0 < m.SDTPS_AGGR_RATIO <= 1.0,
-         f"MODEL.SDTPS_AGGR_RATIO must be in (0, 1], got {m.SDTPS_AGGR_RATIO}")
+    need(
+        0.0 < m.SDTPS_SPARSE_RATIO < 1.0,
+        f"MODEL.SDTPS_SPARSE_RATIO must be in (0, 1), got {m.SDTPS_SPARSE_RATIO}",
+    )
+    need(
+        0.0 < m.SDTPS_AGGR_RATIO <= 1.0,
+        f"MODEL.SDTPS_AGGR_RATIO must be in (0, 1], got {m.SDTPS_AGGR_RATIO}",
+    )
     need(0.0 <= m.SDTPS_BETA <= 0.5, f"MODEL.SDTPS_BETA must be in [0, 0.5], got {m.SDTPS_BETA}")
     need(m.SDTPS_GUMBEL_TAU > 0, f"MODEL.SDTPS_GUMBEL_TAU must be > 0, got {m.SDTPS_GUMBEL_TAU}")
     need(0.0 <= m.LABEL_SMOOTH < 1.0, f"MODEL.LABEL_SMOOTH must be in [0, 1), got {m.LABEL_SMOOTH}")
-    need(len(i.MODALITIES) == 3 and len(set(i.MODALITIES)) == 3,
-         f"INPUT.MODALITIES must name three distinct modalities, got {i.MODALITIES}")
+    need(
+        len(i.MODALITIES) == 3 and len(set(i.MODALITIES)) == 3,
+        f"INPUT.MODALITIES must name three distinct modalities, got {i.MODALITIES}",
+    )
     for key in ("SIZE_TRAIN", "SIZE_TEST"):
         need(len(i[key]) == 2 and min(i[key]) > 0, f"INPUT.{key} must be (H, W), got {i[key]}")
-    need(0.0 <= cfg.DATASETS.VAL_FRACTION < 1.0,
-         f"DATASETS.VAL_FRACTION must be in [0, 1), got {cfg.DATASETS.VAL_FRACTION}")
-    need(cfg.DATALOADER.SAMPLER in ("softmax_triplet", "softmax"),
-         f"DATALOADER.SAMPLER {cfg.DATALOADER.SAMPLER!r}: use softmax_triplet or softmax")
-    need(cfg.DATALOADER.NUM_INSTANCE >= 1,
-         f"DATALOADER.NUM_INSTANCE must be >= 1, got {cfg.DATALOADER.NUM_INSTANCE}")
-    need(s.IMS_PER_BATCH % cfg.DATALOADER.NUM_INSTANCE == 0,
-         f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) must be a multiple of "
-         f"DATALOADER.NUM_INSTANCE ({cfg.DATALOADER.NUM_INSTANCE})")
-    need(s.OPTIMIZER_NAME in ("Adam", "AdamW", "SGD"),
-         f"SOLVER.OPTIMIZER_NAME {s.OPTIMIZER_NAME!r}: use Adam, AdamW or SGD")
-    need(s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off")
+    need(
+        0.0 <= cfg.DATASETS.VAL_FRACTION < 1.0,
+        f"DATASETS.VAL_FRACTION must be in [0, 1), got {cfg.DATASETS.VAL_FRACTION}",
+    )
+    need(
+        cfg.DATALOADER.SAMPLER in ("softmax_triplet", "softmax"),
+        f"DATALOADER.SAMPLER {cfg.DATALOADER.SAMPLER!r}: use softmax_triplet or softmax",
+    )
+    need(
+        cfg.DATALOADER.NUM_INSTANCE >= 1,
+        f"DATALOADER.NUM_INSTANCE must be >= 1, got {cfg.DATALOADER.NUM_INSTANCE}",
+    )
+    need(
+        s.IMS_PER_BATCH % cfg.DATALOADER.NUM_INSTANCE == 0,
+        f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) must be a multiple of "
+        f"DATALOADER.NUM_INSTANCE ({cfg.DATALOADER.NUM_INSTANCE})",
+    )
+    need(
+        s.OPTIMIZER_NAME in ("Adam", "AdamW", "SGD"),
+        f"SOLVER.OPTIMIZER_NAME {s.OPTIMIZER_NAME!r}: use Adam, AdamW or SGD",
+    )
+    need(
+        s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off"
+    )
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
     need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")
     need(t.MISS in MISS_CHOICES, f"TEST.MISS {t.MISS!r} is not one of {MISS_CHOICES}")
-    need(t.RETURN_PATTERN in (1, 2, 3), f"TEST.RETURN_PATTERN must be 1, 2 or 3, got {t.RETURN_PATTERN}")
+    need(
+        t.RETURN_PATTERN in (1, 2, 3),
+        f"TEST.RETURN_PATTERN must be 1, 2 or 3, got {t.RETURN_PATTERN}",
+    )
     need(m.HDM or not m.ATM or m.USE_SDTPS, "MODEL.ATM needs MODEL.HDM (ATM mixes HDM's features)")
 
     if m.USE_SDTPS and (m.HDM or m.ATM):
-        logger.info("MODEL.USE_SDTPS is on: MODEL.HDM and MODEL.ATM are turned off (exclusive switch)")
+        logger.info(
+            "MODEL.USE_SDTPS is on: MODEL.HDM and MODEL.ATM are turned off (exclusive switch)"
+        )
         m.HDM = False
         m.ATM = False
     dim = feature_dim(cfg)
     if m.ATM:
-        need(m.HEAD >= 1 and dim % m.HEAD == 0,
-             f"MODEL.HEAD ({m.HEAD}) must divide the feature width {dim} of {m.TRANSFORMER_TYPE}")
+        need(
+            m.HEAD >= 1 and dim % m.HEAD == 0,
+            f"MODEL.HEAD ({m.HEAD}) must divide the feature width {dim} of {m.TRANSFORMER_TYPE}",
+        )
     fused = m.HDM or m.USE_SDTPS
-    need(fused or t.RETURN_PATTERN == 1,
-         f"TEST.RETURN_PATTERN {t.RETURN_PATTERN} needs a fused feature (MODEL.HDM or MODEL.USE_SDTPS)")
+    need(
+        fused or t.RETURN_PATTERN == 1,
+        f"TEST.RETURN_PATTERN {t.RETURN_PATTERN} needs MODEL.HDM or MODEL.USE_SDTPS",
+    )
 
 
 def load_config(config_file=None, opts=(), freeze=True):

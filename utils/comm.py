@@ -1,4 +1,4 @@
-"""Ranks and collectives. torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) is the only source."""
+"""Ranks and collectives; torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
 
 import os
 import pickle

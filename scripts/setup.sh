@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv (when missing) and install the project's requirements into it.
+# Where a torch in the supported range is already installed (a GPU machine), the venv sees it and
+# keeps it; elsewhere constraints.txt pins the torch build served from this machine's disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv --system-site-packages .venv
+fi
+if .venv/bin/python -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if (2, 11) <= v < (2, 15) else 1)" 2>/dev/null; then
+  constraints=()
+else
+  constraints=(-c constraints.txt)
+fi
+req=${1:-requirements.txt}
+.venv/bin/python -m pip install -q --disable-pip-version-check -r "$req" "${constraints[@]}"
