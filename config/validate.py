@@ -2,7 +2,7 @@
 
 Every failure raises `ConfigError` with a message that names the offending key (and file, where
 there is one). DeMo's own YAML files load: renamed keys are translated, keys with no meaning here
-are reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` becomes `"none"`.
+are reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` is `"none"`.
 """
 
 import ast
