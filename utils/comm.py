@@ -70,3 +70,19 @@ def reduce_mean(tensor):
 
 def object_size(obj):
     return len(pickle.dumps(obj))
+
+
+def gather_object(obj, dst=0):
+    """List of `obj` from every rank on `dst` (rank order); None on the other ranks."""
+    if get_world_size() == 1:
+        return [obj]
+    out = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
+def all_reduce_max(tensor):
+    """Element-wise max over ranks (in place); a no-op for a single process."""
+    if get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor

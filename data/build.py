@@ -1,0 +1,120 @@
+"""Train and test loaders of batch dicts (docs/ARCHITECTURE.md, `data`).
+
+Batch: {"images": {modality: FloatTensor(B, 3, H, W)}, "pids", "camids", "sceneids", "index":
+LongTensor(B), "paths": list[str]}. `index` is the record's position in the list given to the
+builder. With DATASETS.SKIP_BAD an unreadable sample is left out of its batch (B shrinks), logged by
+the worker, and the train loader logs each epoch's total: nothing is dropped silently.
+"""
+
+import logging
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from utils import comm
+
+from .datasets import DatasetError, read_images
+from .samplers import EpochBatchSampler, shard_range
+from .transforms import TripletTransform
+
+logger = logging.getLogger(__name__)
+
+
+class TripletDataset(Dataset):
+    """Records -> sample dicts; an item is a record index or (index, epoch, stream_position)."""
+
+    def __init__(self, records, transform, skip_bad=False):
+        self.records, self.transform, self.skip_bad = records, transform, skip_bad
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, item):
+        idx, epoch, pos = item if isinstance(item, tuple) else (item, 0, item)
+        rec = self.records[idx]
+        try:
+            images = read_images(rec)
+        except DatasetError as e:
+            if not self.skip_bad:
+                raise
+            logger.warning("DATASETS.SKIP_BAD: skipping sample %s: %s", rec.key, e)
+            return None
+        return {"images": self.transform(images, epoch, pos), "pid": rec.pid, "camid": rec.camid,
+                "sceneid": rec.sceneid, "index": idx, "path": rec.key}
+
+
+class Collate:
+    """Sample dicts (None = skipped) -> one batch dict; an all-skipped batch has B = 0."""
+
+    def __init__(self, modalities, size):
+        self.modalities, self.size = tuple(modalities), tuple(size)
+
+    def __call__(self, samples):
+        samples = [s for s in samples if s is not None]
+        if samples:
+            images = {m: torch.stack([s["images"][m] for s in samples]) for m in self.modalities}
+        else:
+            images = {m: torch.zeros(0, 3, *self.size) for m in self.modalities}
+
+        def longs(key):
+            return torch.tensor([s[key] for s in samples], dtype=torch.long)
+
+        return {"images": images, "pids": longs("pid"), "camids": longs("camid"),
+                "sceneids": longs("sceneid"), "index": longs("index"),
+                "paths": [s["path"] for s in samples]}
+
+
+class TrainLoader:
+    """A DataLoader over an EpochBatchSampler; call set_epoch(e) (1-based) before each epoch."""
+
+    def __init__(self, loader, batch_sampler):
+        self.loader, self.batch_sampler = loader, batch_sampler
+
+    def set_epoch(self, epoch):
+        self.batch_sampler.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        skipped = 0
+        for batch in self.loader:
+            skipped += self.batch_sampler.local - len(batch["paths"])
+            if len(batch["paths"]):
+                yield batch
+        if skipped:
+            logger.warning("epoch %d: %d unreadable samples skipped (DATASETS.SKIP_BAD)",
+                           self.batch_sampler.epoch, skipped)
+
+
+def _loader_kwargs(cfg):
+    workers = cfg.DATALOADER.NUM_WORKERS
+    kw = {"num_workers": workers,
+          "pin_memory": torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu"}
+    if workers > 0:
+        kw.update(persistent_workers=True, prefetch_factor=cfg.DATALOADER.PREFETCH_FACTOR)
+    return kw
+
+
+def build_train_loader(cfg, records, rank=None, world_size=None):
+    """TrainLoader of this rank's IMS_PER_BATCH / world_size share of every global batch."""
+    sampler = EpochBatchSampler(
+        [r.pid for r in records], cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
+        cfg.SOLVER.SEED, identity=cfg.DATALOADER.SAMPLER == "softmax_triplet", rank=rank,
+        world_size=world_size)
+    dataset = TripletDataset(records, TripletTransform(cfg, True), cfg.DATASETS.SKIP_BAD)
+    loader = DataLoader(dataset, batch_sampler=sampler,
+                        collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TRAIN),
+                        **_loader_kwargs(cfg))
+    return TrainLoader(loader, sampler)
+
+
+def build_test_loader(cfg, records, rank=None, world_size=None):
+    """Sequential DataLoader over this rank's contiguous shard; batches carry `index`."""
+    shard = shard_range(len(records), rank, world_size)
+    ws = comm.get_world_size() if world_size is None else world_size
+    batch = max(1, cfg.TEST.IMS_PER_BATCH // ws)
+    dataset = TripletDataset(records, TripletTransform(cfg, False), cfg.DATASETS.SKIP_BAD)
+    return DataLoader(dataset, batch_sampler=BatchSampler(list(shard), batch, drop_last=False),
+                      collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TEST),
+                      **_loader_kwargs(cfg))

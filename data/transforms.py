@@ -1,0 +1,86 @@
+"""DeMo's train and test transforms for a triplet, with every random draw seeded explicitly.
+
+Train: resize (bicubic) -> horizontal flip (p = INPUT.PROB) -> zero pad INPUT.PADDING -> random
+crop back to INPUT.SIZE_TRAIN -> to tensor -> normalise -> timm RandomErasing (p = INPUT.RE_PROB,
+pixel mode). Test: resize -> to tensor -> normalise.
+
+Why explicit seeds: a draw depends only on (SOLVER.SEED, epoch, position of the sample in the
+epoch's sampled stream, modality), never on the worker process or on the order in which workers
+ran. So batches are identical with 0 or N workers, a resumed epoch repeats exactly, and an image
+drawn twice in one epoch (two stream positions) gets two augmentations. Flip and crop use a private
+torch.Generator; timm's RandomErasing reads the global `random` and torch RNGs, so it runs inside a
+forked torch RNG with `random` saved and restored: the caller's RNG streams are left untouched.
+INPUT.PAIRED_AUG True shares one draw across the triplet; False draws per modality (DeMo).
+"""
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data.random_erasing import RandomErasing
+
+
+def sample_seed(seed, epoch, position, stream=0):
+    """A 32-bit seed mixed from the four integers (SeedSequence avoids correlated neighbours)."""
+    return int(np.random.SeedSequence([seed, epoch, position, stream]).generate_state(1)[0])
+
+
+def to_tensor(img, size):
+    """PIL image -> float tensor (3, H, W) in [0, 1], resized to size = (H, W) with PIL bicubic."""
+    h, w = size
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+class TripletTransform:
+    """Callable (images: {modality: PIL}, epoch, position) -> {modality: FloatTensor(3, H, W)}."""
+
+    def __init__(self, cfg, is_train):
+        inp = cfg.INPUT
+        self.is_train = is_train
+        self.size = tuple(inp.SIZE_TRAIN if is_train else inp.SIZE_TEST)
+        self.modalities = tuple(inp.MODALITIES)
+        self.mean = torch.tensor(inp.PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(inp.PIXEL_STD, dtype=torch.float32).view(3, 1, 1)
+        self.flip_prob = inp.PROB
+        self.padding = inp.PADDING
+        self.paired = inp.PAIRED_AUG
+        self.seed = cfg.SOLVER.SEED
+        self.erase = RandomErasing(probability=inp.RE_PROB, mode="pixel", device="cpu")
+
+    def __call__(self, images, epoch=0, position=0):
+        out = {}
+        for i, mod in enumerate(self.modalities):
+            x = to_tensor(images[mod], self.size)
+            if self.is_train:
+                s = sample_seed(self.seed, epoch, position, 0 if self.paired else i + 1)
+                out[mod] = self._augment(x, s)
+            else:
+                out[mod] = (x - self.mean) / self.std
+        return out
+
+    def _augment(self, x, seed):
+        """Flip, pad + crop, normalise, erase (3, H, W) -> (3, H, W), all drawn from `seed`."""
+        g = torch.Generator().manual_seed(seed)
+        if torch.rand(1, generator=g).item() < self.flip_prob:
+            x = x.flip(-1)
+        p = self.padding
+        if p > 0:
+            h, w = self.size
+            x = F.pad(x, (p, p, p, p))
+            top = int(torch.randint(0, 2 * p + 1, (1,), generator=g))
+            left = int(torch.randint(0, 2 * p + 1, (1,), generator=g))
+            x = x[:, top:top + h, left:left + w]
+        x = (x - self.mean) / self.std
+        state = random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                random.seed(seed)
+                x = self.erase(x.contiguous())
+        finally:
+            random.setstate(state)
+        return x

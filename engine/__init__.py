@@ -1,0 +1,7 @@
+"""Training loop, hooks, the evaluation path and run set-up."""
+
+from .evaluator import evaluate, extract_features
+from .hooks import HookBase
+from .trainer import NonFiniteLossError, Trainer
+
+__all__ = ["Trainer", "HookBase", "NonFiniteLossError", "evaluate", "extract_features"]

@@ -1,0 +1,173 @@
+"""The one evaluation path: epoch-end evaluation, test_net.py, --eval-only and the demo.
+
+One inference pass over the union of query and gallery (for RGBNT201 the query set *is* the
+gallery: extracted once), sharded over ranks by the test loader and gathered by `index` on rank 0,
+which ranks every return_pattern and broadcasts the results.
+"""
+
+import logging
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data import build_test_loader
+from modeling import select_pattern
+from utils import comm
+from utils.events import EventWriter
+from utils.metrics import evaluate_rank, rank_features
+from utils.reranking import re_ranking
+
+from .launch import amp_dtype, provenance
+from .trainer import to_device
+
+logger = logging.getLogger(__name__)
+
+PATTERN_NAMES = {1: "ori", 2: "fused", 3: "ori+fused"}
+
+
+def union_records(query, gallery):
+    """(records, q_idx, g_idx): each distinct sample once; query[i] is records[q_idx[i]]."""
+    records, pos = [], {}
+    idx = []
+    for r in list(query) + list(gallery):
+        j = pos.get(r.key)
+        if j is None or records[j] != r:
+            j = pos[r.key] = len(records)
+            records.append(r)
+        idx.append(j)
+    return records, torch.tensor(idx[: len(query)]), torch.tensor(idx[len(query):])
+
+
+def missing_modalities(cfg):
+    """TEST.MISS letters -> modality names ('r', 'n', 't': 1st, 2nd, 3rd of INPUT.MODALITIES)."""
+    if cfg.TEST.MISS == "none":
+        return []
+    return [cfg.INPUT.MODALITIES["rnt".index(c)] for c in cfg.TEST.MISS]
+
+
+@torch.no_grad()
+def extract_features(cfg, model, records):
+    """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused": ...});
+    None on the other ranks. Every rank runs its shard of the test loader."""
+    device = next(model.parameters()).device
+    dtype = amp_dtype(cfg, device)
+    miss = missing_modalities(cfg)
+    was_training = model.training
+    model.eval()
+    loader = build_test_loader(cfg, records)
+    if comm.is_main_process() and sys.stdout.isatty():
+        loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
+    indices, outs = [], []
+    for batch in loader:
+        batch = to_device(batch, device)
+        for mod in miss:  # after normalisation: the modality carries no signal at all
+            batch["images"][mod] = torch.zeros_like(batch["images"][mod])
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            feats = model(batch)
+        indices.append(batch["index"].cpu())
+        outs.append({k: v.float().cpu() for k, v in feats.items() if torch.is_tensor(v)})
+    model.train(was_training)
+    shards = comm.gather_object((indices, outs))
+    if shards is None:
+        return None
+    index = torch.cat([i for idx, _ in shards for i in idx])
+    keys = next(o.keys() for _, out in shards for o in out)
+    feats = {k: torch.cat([o[k] for _, out in shards for o in out]) for k in keys}
+    if index.numel() != len(records) or not torch.equal(index.sort().values,
+                                                         torch.arange(len(records))):
+        raise RuntimeError(f"the test loader returned {index.numel()} items for {len(records)} "
+                           "records (duplicates or gaps across ranks)")
+    order = torch.argsort(index)
+    return {k: v[order] for k, v in feats.items()}
+
+
+def _metrics(cfg, q, g, qr, gr, protocol, device):
+    """Percent metrics for features q (Q, D), g (G, D) of query records qr / gallery records gr."""
+    def ids(records, field):
+        return torch.tensor([getattr(r, field) for r in records])
+
+    scenes = {}
+    if protocol == "scene":
+        scenes = dict(q_scenes=ids(qr, "sceneid"), g_scenes=ids(gr, "sceneid"))
+    args = (ids(qr, "pid"), ids(gr, "pid"), ids(qr, "camid"), ids(gr, "camid"))
+    q, g = q.to(device), g.to(device)
+    if cfg.TEST.FEAT_NORM:  # pattern 3 as a whole: [ori; fused] is one vector
+        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+    t = cfg.TEST
+    max_rank = max(10, t.MAX_RANK)
+    if t.RE_RANKING:
+        dist = re_ranking(q, g, t.RE_RANKING_K1, t.RE_RANKING_K2, t.RE_RANKING_LAMBDA)
+        cmc, m_ap, m_inp = evaluate_rank(dist, *args, max_rank=max_rank, **scenes)
+    else:
+        cmc, m_ap, m_inp = rank_features(q, g, *args, max_rank=max_rank, **scenes)
+    return {"mAP": 100 * m_ap, "mINP": 100 * m_inp, "R1": 100 * cmc[0], "R5": 100 * cmc[4],
+            "R10": 100 * cmc[9]}
+
+
+def _table(results):
+    head = f"| {'pattern':<13} | {'mAP':>6} | {'mINP':>6} | {'R1':>6} | {'R5':>6} | {'R10':>6} |"
+    rows = [head, "|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|"]
+    for p, m in results.items():
+        name = f"{p} ({PATTERN_NAMES.get(p, '?')})"
+        rows.append(f"| {name:<13} | " + " | ".join(f"{m[k]:6.2f}" for k in
+                                                    ("mAP", "mINP", "R1", "R5", "R10")) + " |")
+    return "\n".join(rows)
+
+
+def evaluate(cfg, model, splits, split="test", writer=None, step=None):
+    """Metrics of `model` on `splits` (data.build_dataset(cfg)) for every available return_pattern
+    (TEST.ALL_PATTERNS) or TEST.RETURN_PATTERN only.
+
+    split: "test" (query / gallery) or "val" (val_query / val_gallery). Collective under DDP; every
+    rank returns {pattern: {"mAP", "mINP", "R1", "R5", "R10"}} in percent. Rank 0 logs a table and
+    appends to OUTPUT_DIR/metrics.json and TensorBoard (through `writer`, or a temporary one).
+    """
+    if split == "val":
+        query, gallery = splits.val_query, splits.val_gallery
+        if not query:
+            raise ValueError("split='val' needs DATASETS.VAL_FRACTION > 0")
+    elif split == "test":
+        query, gallery = splits.query, splits.gallery
+    else:
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    available = tuple(getattr(model, "patterns", (1,)))
+    patterns = available if cfg.TEST.ALL_PATTERNS else (cfg.TEST.RETURN_PATTERN,)
+    missing = [p for p in patterns if p not in available]
+    if missing:
+        raise ValueError(f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has "
+                         f"{available}")
+    device = next(model.parameters()).device
+    records, q_idx, g_idx = union_records(query, gallery)
+    start = time.perf_counter()
+    feats = extract_features(cfg, model, records)
+    results = None
+    if feats is not None:
+        t_feat = time.perf_counter() - start
+        results = {}
+        for p in patterns:
+            f = select_pattern(feats, p)
+            results[p] = _metrics(cfg, f[q_idx], f[g_idx], query, gallery, splits.protocol, device)
+        t_rank = time.perf_counter() - start - t_feat
+        logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, miss %s, "
+                    "re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name, split,
+                    len(query), len(gallery), len(records), splits.protocol, cfg.TEST.MISS,
+                    cfg.TEST.RE_RANKING, t_feat, t_rank, _table(results))
+        _write(cfg, results, split, writer, step, device)
+    return comm.broadcast_object(results)
+
+
+def _write(cfg, results, split, writer, step, device):
+    own = writer is None
+    if own:
+        prov = provenance(cfg, device)
+        writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in
+                                              ("git_commit", "device", "seed", "world_size")})
+    scalars = {f"{split}/pattern{p}/{k}": v for p, m in results.items() for k, v in m.items()}
+    writer.write({"type": "eval", "split": split, "epoch": step, "miss": cfg.TEST.MISS,
+                  "re_ranking": cfg.TEST.RE_RANKING,
+                  "results": {str(p): m for p, m in results.items()}}, scalars, step or 0)
+    if own:
+        writer.close()

@@ -1,0 +1,139 @@
+"""Trainer hooks: LR schedule, periodic logging / writers, evaluation, checkpoints.
+
+Each hook sees the trainer (`self.trainer`) and may act before/after training, before/after each
+epoch and after each step. The order in `Trainer.hooks` is the order they run.
+"""
+
+import datetime
+import logging
+import time
+
+from utils import comm
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    trainer = None
+
+    def before_train(self):
+        pass
+
+    def before_epoch(self):
+        pass
+
+    def after_step(self):
+        pass
+
+    def after_epoch(self):
+        pass
+
+    def after_train(self):
+        pass
+
+
+class LRSchedule(HookBase):
+    """scheduler.step(epoch) at the start of every epoch 1..MAX_EPOCHS (SPEC 5)."""
+
+    def before_epoch(self):
+        t = self.trainer
+        t.scheduler.step(t.epoch)
+        lrs = ", ".join(f"{g['name']} {g['lr']:.3g}" for g in t.optimizer.param_groups)
+        logger.info("epoch %d/%d: lr %s", t.epoch, t.max_epochs, lrs)
+
+
+class PeriodicWriter(HookBase):
+    """Every SOLVER.LOG_PERIOD iterations (and at epoch end): one host sync for the window's mean
+    losses / accuracies, then a log line (or the tqdm postfix), metrics.json and TensorBoard."""
+
+    def before_train(self):
+        self._train_start = time.perf_counter()
+        self._iters_done = 0
+
+    def before_epoch(self):
+        self._epoch_start = self._window_start = time.perf_counter()
+        self._window_iters = 0
+
+    def after_step(self):
+        self._window_iters += 1
+        self._iters_done += 1
+        if self.trainer.iter % self.trainer.cfg.SOLVER.LOG_PERIOD == 0:
+            self._flush()
+
+    def after_epoch(self):
+        if self._window_iters:
+            self._flush()
+        t = self.trainer
+        elapsed = time.perf_counter() - self._epoch_start
+        logger.info("epoch %d done in %.1f s (%.1f triplets/s)", t.epoch, elapsed,
+                    t.iters_per_epoch * t.cfg.SOLVER.IMS_PER_BATCH / max(elapsed, 1e-9))
+
+    def _flush(self):
+        t = self.trainer
+        means = t.flush_window()  # syncs; raises on a non-finite loss
+        now = time.perf_counter()
+        per_iter = (now - self._window_start) / max(1, self._window_iters)
+        self._window_start, self._window_iters = now, 0
+        left = t.iters_per_epoch * (t.max_epochs - t.epoch) + t.iters_per_epoch - t.iter
+        eta = datetime.timedelta(seconds=int(per_iter * left))
+        speed = t.cfg.SOLVER.IMS_PER_BATCH / max(per_iter, 1e-9)
+        lr = t.head_lr()
+        if t.pbar is not None:
+            t.pbar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
+        else:
+            body = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+            logger.info("epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s", t.epoch,
+                        t.iter, t.iters_per_epoch, body, lr, speed, eta)
+        step = (t.epoch - 1) * t.iters_per_epoch + t.iter
+        scalars = {f"train/{k}": v for k, v in means.items()}
+        scalars.update({"train/lr": lr, "train/triplets_per_s": speed})
+        t.writer.write({"type": "train", "epoch": t.epoch, "iter": t.iter, "step": step, **means,
+                        "lr": lr, "triplets_per_s": speed}, scalars, step)
+
+
+class Evaluate(HookBase):
+    """Evaluates every SOLVER.EVAL_PERIOD epochs and after the last one.
+
+    With a validation split (DATASETS.VAL_FRACTION > 0) the periodic evaluation runs on it and keeps
+    model_best.pth by the mAP of TEST.RETURN_PATTERN; the final model is also evaluated on test.
+    Without one, evaluations run on test and report only: no model is selected on the test set.
+    """
+
+    def after_epoch(self):
+        t = self.trainer
+        period, last = t.cfg.SOLVER.EVAL_PERIOD, t.epoch == t.max_epochs
+        if t.evaluator is None or not (last or (period > 0 and t.epoch % period == 0)):
+            return
+        if t.has_val:
+            res = t.evaluator(t.model, split="val", writer=t.writer, step=t.epoch)
+            score = _score(res, t.cfg.TEST.RETURN_PATTERN)
+            if score > t.state.get("best_val_mAP", float("-inf")):
+                t.state.update(best_val_mAP=score, best_epoch=t.epoch)
+                t.checkpointer.save("model_best.pth", t.epoch, t.cfg, extra=dict(t.state))
+                logger.info("new best on val: mAP %.2f at epoch %d -> model_best.pth", score,
+                            t.epoch)
+        if last or not t.has_val:
+            t.results = t.evaluator(t.model, split="test", writer=t.writer, step=t.epoch)
+
+
+def _score(results, pattern):
+    key = pattern if pattern in results else max(results)
+    return results[key]["mAP"]
+
+
+class Checkpoint(HookBase):
+    """last.pth + `last_checkpoint` every epoch, model_{epoch:04d}.pth every CHECKPOINT_PERIOD
+    epochs (last KEEP_CHECKPOINTS kept), model_final.pth at the end."""
+
+    def after_epoch(self):
+        t = self.trainer
+        extra = dict(t.state)
+        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True)
+        period = t.cfg.SOLVER.CHECKPOINT_PERIOD
+        if period > 0 and t.epoch % period == 0:
+            t.checkpointer.save(f"model_{t.epoch:04d}.pth", t.epoch, t.cfg, extra=extra)
+
+    def after_train(self):
+        t = self.trainer
+        t.checkpointer.save("model_final.pth", t.epoch, t.cfg, extra=dict(t.state))
+        comm.synchronize()

@@ -1,0 +1,197 @@
+"""The training loop: a short epoch/step loop; everything else lives in hooks (engine/hooks.py).
+
+The model's training forward returns a dict: keys starting with `loss_` are summed and
+back-propagated, the others (`acc_*`) are logged. Per-step values stay on the device; the host
+syncs only at log periods and epoch ends, where a non-finite loss stops the run before any
+checkpoint of the corrupted weights is written.
+"""
+
+import logging
+import sys
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from solver import build_optimizer, build_scheduler
+from utils import comm
+from utils.checkpoint import Checkpointer, read_last
+from utils.events import EventWriter
+
+from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
+from .launch import amp_dtype, provenance
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or inf; the message names the epoch, iteration and loss."""
+
+
+def to_device(batch, device):
+    """Tensors (also inside dicts) to `device` without blocking the host; the rest as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+class Trainer:
+    """Trains `model` on `train_loader` (a TrainLoader: len(), set_epoch(e), iteration).
+
+    evaluator: None or callable(model, split=..., writer=..., step=...) -> {pattern: metrics},
+    e.g. functools.partial(engine.evaluate, cfg, splits=splits).
+    """
+
+    def __init__(self, cfg, model, train_loader, evaluator=None):
+        self.cfg = cfg
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.loader = train_loader
+        self.evaluator = evaluator
+        self.max_epochs = cfg.SOLVER.MAX_EPOCHS
+        self.iters_per_epoch = len(train_loader)
+        self.has_val = cfg.DATASETS.VAL_FRACTION > 0
+        self.optimizer = build_optimizer(cfg, model)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.amp_dtype = amp_dtype(cfg, self.device)
+        fp16 = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
+        self.train_model = self._wrap(model)
+        self.checkpointer = Checkpointer(cfg.OUTPUT_DIR, model, self.optimizer, self.scheduler,
+                                         self.scaler, keep=cfg.SOLVER.KEEP_CHECKPOINTS)
+        prov = provenance(cfg, self.device)
+        self.writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in
+                                                   ("git_commit", "device", "seed", "world_size")})
+        self.hooks = [LRSchedule(), PeriodicWriter(), Evaluate(), Checkpoint()]
+        for h in self.hooks:
+            h.trainer = self
+        self.epoch, self.iter, self.pbar = 0, 0, None
+        self.state = {}  # carried through checkpoints (best validation score)
+        self.results = None  # the last test evaluation
+        self._window = {}
+        logger.info("training in %s, %d iterations per epoch, %d epochs",
+                    self.amp_dtype or "float32", self.iters_per_epoch, self.max_epochs)
+
+    def _wrap(self, model):
+        if comm.get_world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # static_graph lets DDP cope with parameters a configuration never uses, without the
+            # per-step cost of find_unused_parameters.
+            model = DistributedDataParallel(model, device_ids=ids, static_graph=True)
+        if self.cfg.SOLVER.COMPILE:
+            model = torch.compile(model)
+        return model
+
+    def head_lr(self):
+        return next(g["lr"] for g in self.optimizer.param_groups if g["name"].startswith("head"))
+
+    def resume(self):
+        """Load OUTPUT_DIR/last_checkpoint if any; returns the last finished epoch (0 if none)."""
+        path = read_last(self.cfg.OUTPUT_DIR)
+        if path is None:
+            logger.warning("--resume: no last_checkpoint in %s; starting from scratch",
+                           self.cfg.OUTPUT_DIR)
+            return 0
+        epoch, extra = self.checkpointer.load(path)
+        self.state = dict(extra)
+        return epoch
+
+    def train(self, resume=False):
+        start = self.resume() + 1 if resume else 1
+        self.epoch = start - 1
+        for h in self.hooks:
+            h.before_train()
+        try:
+            for epoch in range(start, self.max_epochs + 1):
+                self.epoch = epoch
+                for h in self.hooks:
+                    h.before_epoch()
+                self.run_epoch()
+                for h in self.hooks:
+                    h.after_epoch()
+            for h in self.hooks:
+                h.after_train()
+        finally:
+            self.writer.close()
+        return self.results
+
+    def run_epoch(self):
+        self.loader.set_epoch(self.epoch)
+        self.train_model.train()
+        show_bar = comm.is_main_process() and sys.stdout.isatty()
+        batches = self.loader
+        if show_bar:
+            self.pbar = tqdm(self.loader, total=self.iters_per_epoch, dynamic_ncols=True,
+                             desc=f"epoch {self.epoch}/{self.max_epochs}", leave=False)
+            batches = self.pbar
+        try:
+            for it, batch in enumerate(batches, start=1):
+                self.iter = it
+                self.run_step(batch)
+                for h in self.hooks:
+                    h.after_step()
+        finally:
+            if self.pbar is not None:
+                self.pbar.close()
+                self.pbar = None
+
+    def run_step(self, batch):
+        batch = to_device(batch, self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.train_model(batch)
+        losses = {k: v for k, v in out.items() if k.startswith("loss_")}
+        if not losses:
+            raise KeyError(f"the model's training output has no loss_* key: {sorted(out)}")
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = self.cfg.SOLVER.GRAD_CLIP
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        self._accumulate({"loss_total": total, **out})
+
+    def _accumulate(self, values):
+        """Device-side window sums, and for each key the first iteration it was non-finite."""
+        for k, v in values.items():
+            v = v.detach().float().reshape(())
+            if k not in self._window:
+                zero = torch.zeros((), device=v.device)
+                self._window[k] = [zero, torch.full((), -1.0, device=v.device), 0]
+            acc = self._window[k]
+            bad = (acc[1] < 0) & ~torch.isfinite(v)
+            acc[1] = torch.where(bad, float(self.iter), acc[1])
+            acc[0] = acc[0] + torch.nan_to_num(v)
+            acc[2] += 1
+
+    def flush_window(self):
+        """Mean of each value over the window and over ranks (one host sync); raises
+        NonFiniteLossError naming epoch, iteration and key if any loss was NaN or inf."""
+        keys = sorted(self._window)
+        if not keys:
+            return {}
+        sums = torch.stack([self._window[k][0] for k in keys])
+        first_bad = comm.all_reduce_max(torch.stack([self._window[k][1] for k in keys]))
+        means = (comm.reduce_mean(sums) / torch.tensor([self._window[k][2] for k in keys],
+                                                       device=sums.device)).tolist()
+        bad = first_bad.tolist()
+        self._window = {}
+        broken = [(int(it), k) for it, k in zip(bad, keys) if it >= 0 and k.startswith("loss_")]
+        if broken:
+            it, key = min(broken)
+            raise NonFiniteLossError(
+                f"non-finite loss: {key} at epoch {self.epoch}, iteration {it}/"
+                f"{self.iters_per_epoch}; stopped without saving this epoch (the last good "
+                f"checkpoint is kept in {self.cfg.OUTPUT_DIR})")
+        return dict(zip(keys, means))

@@ -1,0 +1,43 @@
+"""ReID losses: label-smoothed cross-entropy and the batch-hard triplet (DeMo's recipe).
+
+Both are computed in fp32 whatever the autocast dtype, so the loss values do not depend on AMP.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def id_loss(logits, pids, epsilon=0.1):
+    """logits (B, P), pids (B,) -> label-smoothed cross-entropy (scalar)."""
+    return F.cross_entropy(logits.float(), pids, label_smoothing=epsilon)
+
+
+def pairwise_euclidean(x):
+    """x (B, D) -> Euclidean distances (B, B), clamped away from 0 so sqrt stays differentiable."""
+    sq = x.pow(2).sum(dim=1, keepdim=True)
+    d2 = sq + sq.t() - 2 * (x @ x.t())
+    return d2.clamp_min(1e-12).sqrt()
+
+
+def triplet_loss(feat, pids, margin=None):
+    """Batch-hard triplet on feat (B, D): hardest positive vs hardest negative per anchor.
+
+    margin None: soft margin, mean(log(1 + exp(d_ap - d_an))); else mean(relu(d_ap - d_an + margin)).
+    The anchor itself counts as a positive (as in DeMo); anchors without a negative are left out.
+    """
+    dist = pairwise_euclidean(feat.float())
+    same = pids.unsqueeze(0) == pids.unsqueeze(1)
+    d_ap = dist.masked_fill(~same, float("-inf")).amax(dim=1)
+    d_an = dist.masked_fill(same, float("inf")).amin(dim=1)
+    valid = torch.isfinite(d_ap) & torch.isfinite(d_an)
+    if not valid.any():
+        return feat.sum() * 0.0
+    gap = d_ap[valid] - d_an[valid]
+    if margin is None:
+        return F.softplus(gap).mean()
+    return F.relu(gap + margin).mean()
+
+
+def accuracy(logits, pids):
+    """Top-1 accuracy, detached, for logging."""
+    return (logits.detach().argmax(dim=1) == pids).float().mean()

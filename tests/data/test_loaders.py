@@ -1,0 +1,152 @@
+"""Batches: layout, determinism across workers and epochs, P x K sampling, DDP shares."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from data import build_dataset, build_test_loader, build_train_loader
+from data.samplers import EpochBatchSampler
+from data.transforms import TripletTransform
+
+
+@pytest.fixture
+def train_setup(smoke_cfg):
+    def make(*opts):
+        cfg = smoke_cfg("SOLVER.IMS_PER_BATCH", 16, "DATALOADER.NUM_INSTANCE", 4, *opts)
+        return cfg, build_dataset(cfg)
+
+    return make
+
+
+def _batches(loader, epoch):
+    loader.set_epoch(epoch)
+    return list(loader)
+
+
+def test_batch_layout(train_setup):
+    cfg, s = train_setup()
+    loader = build_train_loader(cfg, s.train)
+    batch = next(iter(loader))
+    assert set(batch) == {"images", "pids", "camids", "sceneids", "index", "paths"}
+    assert list(batch["images"]) == ["RGB", "NI", "TI"]
+    for x in batch["images"].values():
+        assert x.shape == (16, 3, 64, 32) and x.dtype == torch.float32
+        assert x.abs().max() < 6  # normalised (random erasing adds N(0, 1) pixels)
+    for k in ("pids", "camids", "sceneids", "index"):
+        assert batch[k].dtype == torch.long and batch[k].shape == (16,)
+    assert batch["paths"] == [s.train[i].key for i in batch["index"].tolist()]
+    assert len(loader) == 40 // 16
+
+
+def test_same_batches_with_0_and_2_workers(train_setup):
+    cfg0, s = train_setup()
+    cfg2, _ = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+    b0 = _batches(build_train_loader(cfg0, s.train), 3)
+    loader2 = build_train_loader(cfg2, s.train)
+    b2 = _batches(loader2, 3)
+    assert len(b0) == len(b2) == 2
+    for x, y in zip(b0, b2):
+        assert torch.equal(x["index"], y["index"])
+        for m in x["images"]:
+            assert torch.equal(x["images"][m], y["images"][m])
+    assert not torch.equal(_batches(loader2, 4)[0]["images"]["RGB"], b2[0]["images"]["RGB"])
+
+
+def test_epoch_repeats_and_differs(train_setup):
+    cfg, s = train_setup()
+    loader = build_train_loader(cfg, s.train)
+    e2, e3, e2b = _batches(loader, 2), _batches(loader, 3), _batches(loader, 2)
+    assert all(torch.equal(a["images"]["NI"], b["images"]["NI"]) for a, b in zip(e2, e2b))
+    assert not torch.equal(e2[0]["index"], e3[0]["index"])
+
+
+def test_pk_batches(train_setup):
+    cfg, s = train_setup("SOLVER.IMS_PER_BATCH", 32)
+    for batch in _batches(build_train_loader(cfg, s.train), 1):
+        counts = Counter(batch["pids"].tolist())
+        assert len(counts) == 8 and set(counts.values()) == {4}
+
+
+def test_pk_with_replacement_and_length():
+    pids = [0] * 2 + [1] * 9 + [2] * 4 + [3] * 5
+    sampler = EpochBatchSampler(pids, 8, 4, seed=1, rank=0, world_size=1)
+    assert len(sampler) == (4 + 8 + 4 + 4) // 8
+    for batch in sampler:
+        ids = Counter(pids[i] for i, _, _ in batch)
+        assert len(ids) == 2 and set(ids.values()) == {4}
+    with pytest.raises(ValueError, match="ids per batch"):
+        EpochBatchSampler(pids, 20, 4, seed=1, rank=0, world_size=1)
+
+
+@pytest.mark.parametrize("identity", [True, False])
+def test_ranks_disjoint_shares_of_one_draw(identity):
+    pids = np.repeat(np.arange(10), 6).tolist()
+    full = EpochBatchSampler(pids, 16, 4, seed=5, identity=identity, rank=0, world_size=1)
+    ranks = [EpochBatchSampler(pids, 16, 4, seed=5, identity=identity, rank=r, world_size=2)
+             for r in range(2)]
+    for s in [full, *ranks]:
+        s.set_epoch(7)
+    assert len(ranks[0]) == len(ranks[1]) == len(full)
+    for g, b0, b1 in zip(full, *ranks):
+        assert len(b0) == len(b1) == 8
+        assert not {p for _, _, p in b0} & {p for _, _, p in b1}
+        assert b0 + b1 == g
+
+
+def test_duplicate_draw_gets_two_augmentations(train_setup):
+    cfg, s = train_setup("INPUT.RE_PROB", 0.0)
+    two_each = [r for pid in range(8) for r in [x for x in s.train if x.pid == pid][:2]]
+    batch = _batches(build_train_loader(cfg, two_each), 1)[0]
+    idx = batch["index"].tolist()
+    dup = [(i, j) for i in range(len(idx)) for j in range(i + 1, len(idx)) if idx[i] == idx[j]]
+    assert dup, "K = 4 from 2 images per id samples with replacement"
+    assert any(not torch.equal(batch["images"]["RGB"][i], batch["images"]["RGB"][j])
+               for i, j in dup)
+
+
+def test_paired_augmentation(train_setup):
+    cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.PROB", 1.0, "INPUT.RE_PROB", 0.0)
+    t = TripletTransform(cfg, True)
+    img = Image.fromarray(np.arange(64 * 32 * 3, dtype=np.uint8).reshape(64, 32, 3))
+    out = t({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    assert torch.equal(out["RGB"], out["NI"]) and torch.equal(out["RGB"], out["TI"])
+    cfg2, _ = train_setup("INPUT.PAIRED_AUG", False)
+    out2 = TripletTransform(cfg2, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    assert not (torch.equal(out2["RGB"], out2["NI"]) and torch.equal(out2["RGB"], out2["TI"]))
+
+
+def test_test_loader_shards(smoke_cfg):
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 8, "DATASETS.NAMES", "MSVR310")
+    s = build_dataset(cfg)
+    seen = []
+    for rank in range(2):
+        for batch in build_test_loader(cfg, s.gallery, rank=rank, world_size=2):
+            assert batch["images"]["RGB"].shape[1:] == (3, 64, 32) and len(batch["paths"]) <= 4
+            seen += batch["index"].tolist()
+    assert seen == list(range(len(s.gallery)))
+    one = next(iter(build_test_loader(cfg, s.gallery, rank=0, world_size=1)))
+    again = next(iter(build_test_loader(cfg, s.gallery, rank=0, world_size=1)))
+    assert torch.equal(one["images"]["TI"], again["images"]["TI"])
+
+
+def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
+    import shutil
+
+    from data import DatasetError
+
+    root = tmp_path / "r"
+    shutil.copytree(f"{synthetic_root}/RGBNT100", root / "RGBNT100")
+    cfg = smoke_cfg("DATASETS.NAMES", "RGBNT100", "TEST.IMS_PER_BATCH", 4, root=str(root))
+    s = build_dataset(cfg)
+    bad = s.query[1].key
+    with open(bad, "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DatasetError, match=bad):
+        list(build_test_loader(cfg, s.query))
+    cfg = smoke_cfg("DATASETS.NAMES", "RGBNT100", "TEST.IMS_PER_BATCH", 4,
+                    "DATASETS.SKIP_BAD", True, root=str(root))
+    got = [i for b in build_test_loader(cfg, s.query) for i in b["index"].tolist()]
+    assert got == [i for i in range(len(s.query)) if i != 1]

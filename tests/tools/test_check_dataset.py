@@ -1,0 +1,56 @@
+"""tools/check_dataset.py: table and exit 0 on a good folder; every problem named, exit 1."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_check(root, *opts):
+    cmd = [sys.executable, "tools/check_dataset.py", "--config_file", "configs/_smoke/DeMo.yml",
+           "DATASETS.ROOT_DIR", str(root), *opts]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["RGBNT201", "RGBNT100", "MSVR310"])
+def test_good_folder(synthetic_root, name):
+    out = run_check(synthetic_root, "DATASETS.NAMES", name)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.split() == ["train", "8", "40", str(len(line.split()) and line.split()[3])]
+               for line in lines)
+    assert "ids" in out.stdout and "triplets" in out.stdout and "cameras" in out.stdout
+    assert "OK" in out.stdout
+
+
+def test_broken_folder_lists_every_problem(synthetic_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(os.path.join(synthetic_root, "RGBNT201"), root / "RGBNT201")
+    train = root / "RGBNT201" / "train_171"
+    names = sorted(os.listdir(train / "RGB"))
+    os.remove(train / "TI" / names[0])  # missing sibling
+    with open(train / "NI" / names[1], "r+b") as f:  # truncated JPEG
+        f.truncate(os.path.getsize(train / "NI" / names[1]) // 2)
+    for m in ("RGB", "NI", "TI"):  # a name that does not parse
+        shutil.copy(train / m / names[2], train / m / "person7.jpg")
+    out = run_check(root)
+    assert out.returncode == 1
+    assert str(train / "TI" / names[0]) in out.stdout and "missing sibling" in out.stdout
+    assert str(train / "NI" / names[1]) in out.stdout and "truncated" in out.stdout
+    assert str(train / "RGB" / "person7.jpg") in out.stdout and "does not parse" in out.stdout
+    assert "3 problem(s)" in out.stdout
+
+    shutil.rmtree(root / "RGBNT201" / "test")  # missing folders name the layout
+    out = run_check(root)
+    assert out.returncode == 1
+    assert str(root / "RGBNT201" / "test" / "RGB") in out.stdout
+    assert "expected layout: RGBNT201/{train_171,test}/{RGB,NI,TI}" in out.stdout
+
+
+def test_missing_dataset_root(tmp_path):
+    out = run_check(tmp_path / "nothing", "DATASETS.NAMES", "RGBNT100")
+    assert out.returncode == 1 and "missing folder" in out.stdout and "rgbir" in out.stdout

@@ -1,0 +1,68 @@
+"""Atomic writes, rotation, RNG round trip."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from utils.checkpoint import Checkpointer, atomic_save, read_last, rng_state, set_rng_state
+
+
+def test_failed_write_keeps_previous_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "last.pth")
+    atomic_save({"epoch": 1}, path)
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        atomic_save({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+def test_rotation_and_last_marker(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters())
+    ck = Checkpointer(str(tmp_path), model, opt, keep=2)
+    for epoch in range(1, 5):
+        ck.save(f"model_{epoch:04d}.pth", epoch)
+        ck.save("last.pth", epoch, mark_last=True)
+    names = sorted(n for n in os.listdir(tmp_path) if n.startswith("model_"))
+    assert names == ["model_0003.pth", "model_0004.pth"]
+    assert read_last(str(tmp_path)).endswith("last.pth")
+    assert not any(".tmp" in n for n in os.listdir(tmp_path))
+
+
+def test_load_restores_model_optimizer_and_rng(tmp_path):
+    torch.manual_seed(3)
+    model = nn.Linear(2, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    ck = Checkpointer(str(tmp_path), model, opt)
+    ck.save("last.pth", 7, extra={"best_val_mAP": 1.5}, mark_last=True)
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+
+    other = nn.Linear(2, 2)
+    other_opt = torch.optim.Adam(other.parameters(), lr=0.1)
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    epoch, extra = Checkpointer(str(tmp_path), other, other_opt).load(read_last(str(tmp_path)))
+    assert epoch == 7 and extra == {"best_val_mAP": 1.5}
+    assert torch.equal(other.weight, model.weight)
+    assert other_opt.state_dict()["state"][0]["step"] == 1
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(1), expected[2])
+
+
+def test_rng_state_round_trip():
+    state = rng_state()
+    a = torch.randn(3), np.random.rand(), random.random()
+    set_rng_state(state)
+    b = torch.randn(3), np.random.rand(), random.random()
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]

@@ -1,0 +1,56 @@
+"""Train (or, with --eval-only, evaluate) a multi-modal ReID model.
+
+    python train_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml [KEY VALUE ...]
+    python train_net.py --config_file ... --resume          # continue OUTPUT_DIR's last run
+    torchrun --nproc_per_node 4 train_net.py --config_file ...
+"""
+
+import functools
+import logging
+import sys
+
+from config import ConfigError
+from data import build_dataset, build_train_loader
+from engine import NonFiniteLossError, Trainer, evaluate
+from engine.launch import (argument_parser, config_error_exit, derived_values, load_cfg_or_exit,
+                           provenance, setup, write_config)
+from modeling import build_model, load_weights
+
+logger = logging.getLogger("train_net")
+
+
+def main(args):
+    cfg = load_cfg_or_exit(args)
+    device = setup(cfg)
+    splits = build_dataset(cfg)
+    model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
+    write_config(cfg, derived_values(model, splits), provenance(cfg, device))
+    if args.eval_only:
+        if cfg.TEST.WEIGHT:
+            load_weights(model, cfg.TEST.WEIGHT, cfg)
+        else:
+            logger.warning("--eval-only without TEST.WEIGHT: evaluating the untrained model")
+        return evaluate(cfg, model, splits, split="test")
+    loader = build_train_loader(cfg, splits.train)
+    trainer = Trainer(cfg, model, loader, functools.partial(evaluate, cfg, splits=splits))
+    return trainer.train(resume=args.resume)
+
+
+def cli(argv=None):
+    parser = argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUTPUT_DIR/last_checkpoint (unfinished epoch redone)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="evaluate TEST.WEIGHT (or the untrained model) and exit")
+    args = parser.parse_args(argv)
+    try:
+        main(args)
+    except ConfigError as e:
+        config_error_exit(e)
+    except NonFiniteLossError as e:
+        logger.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,138 @@
+"""Checkpoints that resume: atomic writes, `last_checkpoint`, rotation, RNG states.
+
+A checkpoint is a dict: {"model", "optimizer", "scheduler", "scaler", "epoch" (last finished epoch),
+"rng" (one entry per rank), "cfg" (YAML dump), "extra"}. Files are written to a temporary name,
+fsynced and moved into place with os.replace, so a kill during a write never leaves a corrupt file
+under the final name; `last_checkpoint` (a text file naming the newest full checkpoint) is replaced
+the same way, after the checkpoint it names is complete.
+"""
+
+import logging
+import os
+import random
+import re
+
+import numpy as np
+import torch
+
+from . import comm
+
+logger = logging.getLogger(__name__)
+
+LAST = "last_checkpoint"
+_PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
+
+
+def _atomic_write(path, write):
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_save(obj, path):
+    """torch.save(obj, path) that either completes or leaves the previous file untouched."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def rng_state():
+    """This process's RNG states as tensors / plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.copy()), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def read_last(output_dir):
+    """Path of the newest full checkpoint named by `last_checkpoint`, or None."""
+    marker = os.path.join(output_dir, LAST)
+    if not os.path.isfile(marker):
+        return None
+    with open(marker) as f:
+        name = f.read().strip()
+    path = os.path.join(output_dir, name)
+    return path if name and os.path.isfile(path) else None
+
+
+class Checkpointer:
+    """Saves and restores the training state of one run under `output_dir` (rank 0 writes)."""
+
+    def __init__(self, output_dir, model, optimizer=None, scheduler=None, scaler=None, keep=2):
+        self.output_dir = output_dir
+        self.model, self.optimizer = model, optimizer
+        self.scheduler, self.scaler = scheduler, scaler
+        self.keep = keep
+
+    def state(self, epoch, cfg=None, extra=None):
+        opt = self.optimizer
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": opt.state_dict() if opt is not None else None,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": epoch,
+            # Every rank's RNG: a resumed DDP run repeats each rank's dropout draws.
+            "rng": comm.all_gather_object(rng_state()),
+            "cfg": cfg.dump() if cfg is not None else None,
+            "extra": extra or {},
+        }
+
+    def save(self, name, epoch, cfg=None, extra=None, mark_last=False):
+        """Write OUTPUT_DIR/name; collective under DDP (RNG gather), files from rank 0 only."""
+        state = self.state(epoch, cfg, extra)
+        if not comm.is_main_process():
+            return None
+        path = os.path.join(self.output_dir, name)
+        atomic_save(state, path)
+        if mark_last:
+            _atomic_write(os.path.join(self.output_dir, LAST), lambda f: f.write(name.encode()))
+        if _PERIODIC.match(name):
+            self._rotate()
+        logger.info("saved %s (epoch %d)", path, epoch)
+        return path
+
+    def _rotate(self):
+        if self.keep <= 0:
+            return
+        found = sorted(n for n in os.listdir(self.output_dir) if _PERIODIC.match(n))
+        for name in found[: -self.keep]:
+            os.remove(os.path.join(self.output_dir, name))
+
+    def load(self, path):
+        """Restore everything from `path`; returns (last finished epoch, extra dict)."""
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"),
+                         (self.scaler, "scaler")):
+            if obj is not None and ckpt.get(key) is not None:
+                obj.load_state_dict(ckpt[key])
+        rngs = ckpt.get("rng") or []
+        rank = comm.get_rank()
+        if len(rngs) == comm.get_world_size():
+            set_rng_state(rngs[rank])
+        else:
+            logger.warning("%s holds RNG states of %d ranks, this run has %d: RNG not restored",
+                           path, len(rngs), comm.get_world_size())
+        logger.info("resumed from %s (epoch %d finished)", path, ckpt["epoch"])
+        return ckpt["epoch"], ckpt.get("extra", {})

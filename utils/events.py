@@ -1,0 +1,51 @@
+"""Run records on rank 0: `metrics.json` (one JSON object a line) and TensorBoard scalars."""
+
+import json
+import logging
+import math
+import os
+import time
+
+from . import comm
+
+logger = logging.getLogger(__name__)
+
+
+class EventWriter:
+    """Appends records to OUTPUT_DIR/metrics.json and scalars to TensorBoard; no-op off rank 0.
+
+    provenance: a small dict (git commit, seed, world size, device) stamped on every JSON line.
+    """
+
+    def __init__(self, output_dir, provenance=None, tensorboard=True):
+        self.enabled = comm.is_main_process() and bool(output_dir)
+        self.output_dir = output_dir
+        self.provenance = provenance or {}
+        self._tb = None
+        if self.enabled:
+            os.makedirs(output_dir, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self._tb = SummaryWriter(log_dir=output_dir)
+                except ImportError:
+                    logger.warning("tensorboard is not installed: no event files are written")
+
+    def write(self, record, scalars=None, step=None):
+        """Append `record` (JSON-able) to metrics.json; `scalars` {tag: float} to TensorBoard."""
+        if not self.enabled:
+            return
+        line = {"time": round(time.time(), 3), **record, "provenance": self.provenance}
+        with open(os.path.join(self.output_dir, "metrics.json"), "a") as f:
+            f.write(json.dumps(line, allow_nan=True) + "\n")
+        if self._tb is not None and scalars:
+            for tag, value in scalars.items():
+                if value is not None and math.isfinite(value):
+                    self._tb.add_scalar(tag, value, step)
+            self._tb.flush()
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
