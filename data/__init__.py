@@ -1,7 +1,22 @@
-"""Data layer: dataset records, transforms, samplers and loaders (docs/ARCHITECTURE.md, `data`)."""
+"""Data layer: dataset records, transforms, samplers and loaders (docs/ARCHITECTURE.md, `data`).
 
-from .build import build_test_loader, build_train_loader
+The loader builders are imported lazily (PEP 562): tools that only scan or write datasets
+(`tools/check_dataset.py`, `tools/make_synthetic_dataset.py`) then start without importing torch
+and timm, which takes seconds.
+"""
+
 from .datasets import DatasetError, DatasetSplits, Record, build_dataset, find_problems
+
+_LAZY = {"build_train_loader", "build_test_loader"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from . import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module 'data' has no attribute {name!r}")
+
 
 __all__ = ["build_dataset", "build_train_loader", "build_test_loader", "Record", "DatasetSplits",
            "DatasetError", "find_problems"]

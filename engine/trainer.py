@@ -6,6 +6,7 @@ syncs only at log periods and epoch ends, where a non-finite loss stops the run 
 checkpoint of the corrupted weights is written.
 """
 
+import itertools
 import logging
 import sys
 
@@ -120,10 +121,9 @@ class Trainer:
     def run_epoch(self):
         self.loader.set_epoch(self.epoch)
         self.train_model.train()
-        show_bar = comm.is_main_process() and sys.stdout.isatty()
-        batches = self.loader
-        if show_bar:
-            self.pbar = tqdm(self.loader, total=self.iters_per_epoch, dynamic_ncols=True,
+        batches = self._batches()
+        if comm.is_main_process() and sys.stdout.isatty():
+            self.pbar = tqdm(batches, total=self.iters_per_epoch, dynamic_ncols=True,
                              desc=f"epoch {self.epoch}/{self.max_epochs}", leave=False)
             batches = self.pbar
         try:
@@ -136,6 +136,19 @@ class Trainer:
             if self.pbar is not None:
                 self.pbar.close()
                 self.pbar = None
+
+    def _batches(self):
+        """The epoch's batches, started without touching the global torch RNG.
+
+        A DataLoader draws its workers' base seed from the global RNG when it starts; with
+        persistent workers only on its first epoch, so a resumed run would draw in another epoch
+        than the uninterrupted one and shift the model's dropout stream.
+        """
+        state = torch.get_rng_state()
+        it = iter(self.loader)
+        first = next(it, None)
+        torch.set_rng_state(state)
+        return it if first is None else itertools.chain([first], it)
 
     def run_step(self, batch):
         batch = to_device(batch, self.device)

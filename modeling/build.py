@@ -16,8 +16,10 @@ def build_model(cfg, num_classes, num_cameras):
     """The model of SPEC.md section 2. N, K and N_c follow from the built backbone's real grid."""
     m = cfg.MODEL
     if m.USE_SDTPS and (m.HDM or m.ATM):
-        raise ValueError("MODEL.USE_SDTPS is exclusive with MODEL.HDM / MODEL.ATM; load the config "
-                         "with config.load_config, which turns them off")
+        raise ValueError(
+            "MODEL.USE_SDTPS is exclusive with MODEL.HDM / MODEL.ATM; load the config "
+            "with config.load_config, which turns them off"
+        )
     backbone = build_backbone(cfg)
     dim = backbone.out_dim
     if dim != feature_dim(cfg):
@@ -28,15 +30,33 @@ def build_model(cfg, num_classes, num_cameras):
     atm = ATM(dim, m.HEAD) if m.ATM else None
     sdtps = None
     if m.USE_SDTPS:
-        sdtps = MultiModalSDTPS(dim, backbone.num_patches, m.SDTPS_SPARSE_RATIO, m.SDTPS_AGGR_RATIO,
-                                m.SDTPS_BETA, m.SDTPS_USE_GUMBEL, m.SDTPS_GUMBEL_TAU, n_mod)
+        sdtps = MultiModalSDTPS(
+            dim,
+            backbone.num_patches,
+            m.SDTPS_SPARSE_RATIO,
+            m.SDTPS_AGGR_RATIO,
+            m.SDTPS_BETA,
+            m.SDTPS_USE_GUMBEL,
+            m.SDTPS_GUMBEL_TAU,
+            n_mod,
+        )
     model = MultiModalReID(cfg, backbone, pife, hdm, atm, sdtps, num_classes, num_cameras)
-    logger.info("model: %s backbone, %d patches (grid %dx%d), C=%d, fusion %s, %.2f M trainable",
-                m.TRANSFORMER_TYPE, backbone.num_patches, *backbone.grid_size, dim,
-                fusion_name(model), count_trainable(model) / 1e6)
+    logger.info(
+        "model: %s backbone, %d patches (grid %dx%d), C=%d, fusion %s, %.2f M trainable",
+        m.TRANSFORMER_TYPE,
+        backbone.num_patches,
+        *backbone.grid_size,
+        dim,
+        fusion_name(model),
+        count_trainable(model) / 1e6,
+    )
     if sdtps is not None:
-        logger.info("SDTPS tokens per modality: %d -> %d -> %d + 1", sdtps.num_patches, sdtps.keep,
-                    sdtps.num_out)
+        logger.info(
+            "SDTPS tokens per modality: %d -> %d -> %d + 1",
+            sdtps.num_patches,
+            sdtps.keep,
+            sdtps.num_out,
+        )
     return model
 
 

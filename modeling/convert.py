@@ -36,12 +36,15 @@ def is_demo_state_dict(sd):
 
 
 def _convert_backbone(sd, cfg):
-    base = {k[len("BACKBONE.base."):]: v for k, v in sd.items() if k.startswith("BACKBONE.base.")}
+    base = {k[len("BACKBONE.base.") :]: v for k, v in sd.items() if k.startswith("BACKBONE.base.")}
     if "class_embedding" in base:
         out = openai_to_timm(base, "")
     else:
-        out = {k: v for k, v in base.items()
-               if not k.startswith(("sie_embed", "fc.", "head.", "head_dist.", "dist_token"))}
+        out = {
+            k: v
+            for k, v in base.items()
+            if not k.startswith(("sie_embed", "fc.", "head.", "head_dist.", "dist_token"))
+        }
     if "pos_embed" in out:
         out["pos_embed"] = resample_pos_embed(out["pos_embed"], grid_size(cfg))
     res = {f"backbone.{k}": v for k, v in out.items()}
@@ -107,7 +110,8 @@ def _read(path):
 def load_weights(model, source, cfg):
     """Load a checkpoint file or state dict into `model`, strictly.
 
-    source: a path or a dict; accepted: our checkpoints ({"model": state_dict, ...}), bare state dicts
+    source: a path or a dict; accepted: our checkpoints ({"model": state_dict, ...}), bare state
+    dicts
     (`module.` prefixes stripped) and DeMo's (detected by its `BACKBONE.` keys and converted).
     Returns the number of tensors loaded.
     """

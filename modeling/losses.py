@@ -22,7 +22,8 @@ def pairwise_euclidean(x):
 def triplet_loss(feat, pids, margin=None):
     """Batch-hard triplet on feat (B, D): hardest positive vs hardest negative per anchor.
 
-    margin None: soft margin, mean(log(1 + exp(d_ap - d_an))); else mean(relu(d_ap - d_an + margin)).
+    margin None: soft margin, mean(log(1 + exp(d_ap - d_an))); else mean(relu(d_ap - d_an +
+    margin)).
     The anchor itself counts as a positive (as in DeMo); anchors without a negative are left out.
     """
     dist = pairwise_euclidean(feat.float())

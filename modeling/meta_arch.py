@@ -1,4 +1,6 @@
-"""MultiModalReID: shared backbone -> PIFE -> (HDM [+ ATM] | SDTPS) -> BNNeck heads -> losses / features."""
+"""MultiModalReID: shared backbone -> PIFE -> (HDM [+ ATM] | SDTPS) -> BNNeck heads -> losses /
+features.
+"""
 
 import torch
 import torch.nn as nn
@@ -11,8 +13,10 @@ class MultiModalReID(nn.Module):
     """The three modalities go through one backbone as one batch of 3B images.
 
     Training: `model(batch)` -> {"loss_*": weighted scalars, "acc_*": detached accuracies}.
-    Evaluation: `model(batch)` -> {"ori": (B, 3C), "fused": (B, D)} pre-BN features ("fused" only with
-    HDM or SDTPS); `return_selection=True` adds SDTPS's per-modality kept indices, masks and weights.
+    Evaluation: `model(batch)` -> {"ori": (B, 3C), "fused": (B, D)} pre-BN features ("fused" only
+    with
+    HDM or SDTPS); `return_selection=True` adds SDTPS's per-modality kept indices, masks and
+    weights.
     """
 
     def __init__(self, cfg, backbone, pife, hdm, atm, sdtps, num_classes, num_cameras):
@@ -31,8 +35,10 @@ class MultiModalReID(nn.Module):
         self.direct = m.DIRECT == 1
         n_mod = len(self.modalities)
         self.ori_heads = nn.ModuleList(
-            [BNNeck(n_mod * dim, num_classes)] if self.direct
-            else [BNNeck(dim, num_classes) for _ in range(n_mod)])
+            [BNNeck(n_mod * dim, num_classes)]
+            if self.direct
+            else [BNNeck(dim, num_classes) for _ in range(n_mod)]
+        )
         fused_dim = 7 * dim if hdm is not None else n_mod * dim if sdtps is not None else 0
         self.fused_head = BNNeck(fused_dim, num_classes) if fused_dim else None
         self.patterns = (1, 2, 3) if fused_dim else (1,)
@@ -47,18 +53,24 @@ class MultiModalReID(nn.Module):
         if camids is None:
             raise ValueError("MODEL.SIE_CAMERA is on: the batch needs 'camids'")
         if bool(((camids < 0) | (camids >= self.num_cameras)).any()):
-            raise ValueError(f"camera ids must be in [0, {self.num_cameras}), got "
-                             f"{sorted(set(camids.tolist()))}")
+            raise ValueError(
+                f"camera ids must be in [0, {self.num_cameras}), got {sorted(set(camids.tolist()))}"
+            )
         return (self.sie_coe * self.sie(camids)).repeat(repeat, 1)
 
     def encode(self, batch):
-        """batch -> globals (list of (B, C)), ori (B, 3C), fused (B, D) or None, SDTPS output or None."""
+        """batch -> globals (list of (B, C)), ori (B, 3C), fused (B, D) or None, SDTPS output or
+        None.
+        """
         images = [batch["images"][name] for name in self.modalities]
         b = images[0].shape[0]
-        tokens = self.backbone(torch.cat(images, dim=0), self._sie(batch.get("camids"), len(images)))
+        tokens = self.backbone(
+            torch.cat(images, dim=0), self._sie(batch.get("camids"), len(images))
+        )
         if tokens.shape[1] - 1 != self.num_patches:
-            raise ValueError(f"the backbone gave {tokens.shape[1] - 1} patches, built for "
-                             f"{self.num_patches}")
+            raise ValueError(
+                f"the backbone gave {tokens.shape[1] - 1} patches, built for {self.num_patches}"
+            )
         cls = list(tokens[:, 0].split(b))
         patches = list(tokens[:, 1:].split(b))
         globals_ = self.pife(cls, patches) if self.pife is not None else cls
@@ -79,20 +91,35 @@ class MultiModalReID(nn.Module):
                 out["fused"] = fused
             if return_selection and sd is not None:
                 out["selection"] = {
-                    name: {"kept_index": sd["kept_index"][i], "mask": sd["mask"][i],
-                           "weights": sd["weights"][i], "tokens": sd["tokens"][i]}
-                    for i, name in enumerate(self.modalities)}
+                    name: {
+                        "kept_index": sd["kept_index"][i],
+                        "mask": sd["mask"][i],
+                        "weights": sd["weights"][i],
+                        "tokens": sd["tokens"][i],
+                    }
+                    for i, name in enumerate(self.modalities)
+                }
             return out
         pids = batch["pids"]
-        pairs = [("ori", ori, self.ori_heads[0], 1.0)] if self.direct else [
-            (name, g, head, 1.0) for name, g, head in zip(self.modalities, globals_, self.ori_heads)]
+        pairs = (
+            [("ori", ori, self.ori_heads[0], 1.0)]
+            if self.direct
+            else [
+                (name, g, head, 1.0)
+                for name, g, head in zip(self.modalities, globals_, self.ori_heads)
+            ]
+        )
         if fused is not None:
             pairs.append(("fused", fused, self.fused_head, self.fused_weight))
         out = {}
         for name, feat, head, scale in pairs:
             logits = head(feat)
-            out[f"loss_id_{name}"] = scale * self.id_weight * id_loss(logits, pids, self.label_smooth)
-            out[f"loss_tri_{name}"] = scale * self.tri_weight * triplet_loss(feat, pids, self.margin)
+            out[f"loss_id_{name}"] = (
+                scale * self.id_weight * id_loss(logits, pids, self.label_smooth)
+            )
+            out[f"loss_tri_{name}"] = (
+                scale * self.tri_weight * triplet_loss(feat, pids, self.margin)
+            )
             out[f"acc_{name}"] = accuracy(logits, pids)
         return out
 

@@ -1,6 +1,7 @@
 """Validate a dataset folder before a long run: prints the split table, lists every problem.
 
-    python tools/check_dataset.py --config_file configs/RGBNT201/DeMo_SDTPS.yml DATASETS.ROOT_DIR <root>
+    python tools/check_dataset.py --config_file configs/RGBNT201/DeMo_SDTPS.yml \
+        DATASETS.ROOT_DIR <root>
 
 Exit status 0 when the folder is usable, 1 when any problem was found (each one is listed with its
 file path: missing folders with the expected layout, missing sibling modality files, names that do

@@ -29,7 +29,9 @@ def convert(cfg, src, dst):
         raise ValueError(f"{src} has no BACKBONE.* keys: not a DeMo checkpoint")
     ours = convert_demo_state_dict(sd, cfg)
     num_classes = next(v.shape[0] for k, v in ours.items() if k.endswith("classifier.weight"))
-    model = build_model(cfg, num_classes, ours["sie.weight"].shape[0] if "sie.weight" in ours else 1)
+    model = build_model(
+        cfg, num_classes, ours["sie.weight"].shape[0] if "sie.weight" in ours else 1
+    )
     load_weights(model, ours, cfg)
     torch.save({"model": model.state_dict()}, dst)
     return len(ours)

@@ -32,16 +32,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
     for name in names:
-        if os.path.exists(os.path.join(args.root, name)):
-            print(f"{name}: {os.path.join(args.root, name)} exists; remove it first", file=sys.stderr)
+        target = os.path.join(args.root, name)
+        if os.path.exists(target):
+            print(f"{name}: {target} exists; remove it first", file=sys.stderr)
             return 1
         start = time.time()
         counts = make_synthetic(args.root, name, scale=args.scale, seed=args.seed,
                                 train_ids=args.train_ids, test_ids=args.test_ids,
                                 images_per_id=args.images_per_id, size_factor=args.size_factor,
                                 workers=args.workers)
-        summary = ", ".join(f"{s}: {c['ids']} ids / {c['images']} images" for s, c in counts.items())
-        print(f"{name} -> {os.path.join(args.root, name)} ({summary}) in {time.time() - start:.1f} s")
+        summary = ", ".join(f"{s}: {c['ids']} ids / {c['images']} images"
+                            for s, c in counts.items())
+        print(f"{name} -> {target} ({summary}) in {time.time() - start:.1f} s")
     return 0
 
 

@@ -15,15 +15,19 @@ for _name in ("ViT-B-16", "vit_base_patch16_224", "tiny_clip", "tiny_vit"):
 
 
 def build_backbone(cfg):
-    """cfg -> ReIDViT with its pretrained weights; random init (warned) when PRETRAIN_PATH is empty."""
+    """cfg -> ReIDViT with its pretrained weights; random init (warned) when PRETRAIN_PATH is
+    empty.
+    """
     backbone = BACKBONE_REGISTRY.get(cfg.MODEL.TRANSFORMER_TYPE)(cfg)
     path = cfg.MODEL.PRETRAIN_PATH
     if path:
         load_pretrained(backbone, path)
     else:
-        logger.warning("MODEL.PRETRAIN_PATH is empty: the %s backbone is RANDOMLY INITIALISED; "
-                       "pass MODEL.PRETRAIN_PATH /path/to/weights to start from pretrained weights",
-                       cfg.MODEL.TRANSFORMER_TYPE)
+        logger.warning(
+            "MODEL.PRETRAIN_PATH is empty: the %s backbone is RANDOMLY INITIALISED; "
+            "pass MODEL.PRETRAIN_PATH /path/to/weights to start from pretrained weights",
+            cfg.MODEL.TRANSFORMER_TYPE,
+        )
     return backbone
 
 

@@ -2,12 +2,16 @@
 
 Formats read:
 - OpenAI `ViT-B-16.pt`, a TorchScript archive holding fp16 tensors (read with `torch.jit.load`);
-- a plain state dict with OpenAI's key names (`visual.conv1.weight`, ..., `visual.proj`); the text tower is
+- a plain state dict with OpenAI's key names (`visual.conv1.weight`, ..., `visual.proj`); the text
+tower is
   ignored;
-- a timm / TransReID `.pth` (possibly under `model` / `state_dict`, possibly `module.`-prefixed), and a
+- a timm / TransReID `.pth` (possibly under `model` / `state_dict`, possibly `module.`-prefixed),
+and a
   JAX `.npz` through timm's own reader.
-Names are mapped onto `ReIDViT` (timm names), tensors cast to fp32, and a 14x14 position grid resampled
-once to the model's grid with bilinear interpolation (align_corners=False, no antialiasing), as DeMo does.
+Names are mapped onto `ReIDViT` (timm names), tensors cast to fp32, and a 14x14 position grid
+resampled
+once to the model's grid with bilinear interpolation (align_corners=False, no antialiasing), as
+DeMo does.
 """
 
 import logging
@@ -45,7 +49,7 @@ def openai_to_timm(state_dict, prefix):
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             continue
-        k = key[len(prefix):]
+        k = key[len(prefix) :]
         if k == "class_embedding":
             out["cls_token"] = value.reshape(1, 1, -1)
         elif k == "positional_embedding":
@@ -66,12 +70,15 @@ def resample_pos_embed(pos, grid):
         return pos
     side = math.isqrt(n)
     if side * side != n:
-        raise ValueError(f"cannot resample a position embedding of {n} patches (not a square grid) "
-                         f"to {grid[0]}x{grid[1]}")
+        raise ValueError(
+            f"cannot resample a position embedding of {n} patches (not a square grid) "
+            f"to {grid[0]}x{grid[1]}"
+        )
     cls, patches = pos[:, :1], pos[:, 1:].float()
     patches = patches.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    patches = F.interpolate(patches, size=tuple(grid), mode="bilinear", align_corners=False,
-                            antialias=False)
+    patches = F.interpolate(
+        patches, size=tuple(grid), mode="bilinear", align_corners=False, antialias=False
+    )
     patches = patches.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1).to(pos.dtype)
     logger.info("position embedding resampled from %dx%d to %dx%d", side, side, *grid)
     return torch.cat([cls, patches], dim=1)
@@ -100,9 +107,14 @@ def _read_npz(path, backbone):
     """A JAX .npz through timm's reader, into a 224 ViT of the same width, then as a state dict."""
     from timm.models.vision_transformer import VisionTransformer, _load_weights
 
-    ref = VisionTransformer(img_size=224, patch_size=16, embed_dim=backbone.width,
-                            depth=len(backbone.blocks), num_heads=backbone.blocks[0].attn.num_heads,
-                            num_classes=0)
+    ref = VisionTransformer(
+        img_size=224,
+        patch_size=16,
+        embed_dim=backbone.width,
+        depth=len(backbone.blocks),
+        num_heads=backbone.blocks[0].attn.num_heads,
+        num_classes=0,
+    )
     _load_weights(ref, path)
     return ref.state_dict()
 
@@ -127,12 +139,21 @@ def check_state_dict(model_sd, sd, source):
     """Raise ValueError naming `source` and the first missing, unexpected or mis-shaped keys."""
     missing = [k for k in model_sd if k not in sd]
     unexpected = [k for k in sd if k not in model_sd]
-    shapes = [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(model_sd[k].shape)}"
-              for k in model_sd if k in sd and sd[k].shape != model_sd[k].shape]
+    shapes = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(model_sd[k].shape)}"
+        for k in model_sd
+        if k in sd and sd[k].shape != model_sd[k].shape
+    ]
     if missing or unexpected or shapes:
-        parts = [f"{name} ({len(keys)}): {keys[:5]}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
-                 if keys]
+        parts = [
+            f"{name} ({len(keys)}): {keys[:5]}"
+            for name, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("shape mismatch", shapes),
+            )
+            if keys
+        ]
         raise ValueError(f"{source} does not fit the model: " + "; ".join(parts))
 
 

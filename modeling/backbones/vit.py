@@ -1,10 +1,14 @@
 """ViT backbones on timm's VisionTransformer: the CLIP visual tower and the ImageNet ViT-B/16.
 
 A backbone maps images (B, 3, H, W) to tokens (B, 1 + N, C): the class token first, then the N patch
-tokens in row-major grid order. The CLIP tower applies `ln_post` and the bias-free width -> C projection to
-every token (C = 512 for ViT-B/16); the ImageNet ViT returns its final-norm tokens (C = width = 768).
-The SIE camera embedding (B, width) is passed in from outside (its table is not a backbone parameter):
-the CLIP path adds it to the class token before the position embedding, the ImageNet path to all tokens.
+tokens in row-major grid order. The CLIP tower applies `ln_post` and the bias-free width -> C
+projection to
+every token (C = 512 for ViT-B/16); the ImageNet ViT returns its final-norm tokens (C = width =
+768).
+The SIE camera embedding (B, width) is passed in from outside (its table is not a backbone
+parameter):
+the CLIP path adds it to the class token before the position embedding, the ImageNet path to all
+tokens.
 """
 
 from functools import partial
@@ -18,38 +22,72 @@ from timm.models.vision_transformer import VisionTransformer
 class StridedPatchEmbed(PatchEmbed):
     """timm's PatchEmbed with a stride that may be smaller than the patch (overlapping patches).
 
-    The grid is (H - p) // s + 1 by (W - p) // s + 1, e.g. 21 x 10 = 210 patches for 256x128 at stride 12.
+    The grid is (H - p) // s + 1 by (W - p) // s + 1, e.g. 21 x 10 = 210 patches for 256x128 at
+    stride 12.
     """
 
     def __init__(self, *, stride, img_size, patch_size, in_chans, embed_dim, bias=True, **kwargs):
-        super().__init__(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                         embed_dim=embed_dim, bias=bias, **kwargs)
+        super().__init__(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            bias=bias,
+            **kwargs,
+        )
         self.stride = to_2tuple(stride)
         if self.stride != self.patch_size:
-            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size,
-                                  stride=self.stride, bias=bias)
-        self.grid_size = tuple((s - p) // st + 1 for s, p, st in
-                               zip(self.img_size, self.patch_size, self.stride))
+            self.proj = nn.Conv2d(
+                in_chans, embed_dim, kernel_size=self.patch_size, stride=self.stride, bias=bias
+            )
+        self.grid_size = tuple(
+            (s - p) // st + 1 for s, p, st in zip(self.img_size, self.patch_size, self.stride)
+        )
         self.num_patches = self.grid_size[0] * self.grid_size[1]
 
 
 class ReIDViT(VisionTransformer):
     """A VisionTransformer that returns every token and takes an optional SIE embedding.
 
-    `clip=True`: pre-norm (`norm_pre` = CLIP's ln_pre), QuickGELU, SIE on the class token, and `proj`
-    (width, out_dim) applied after the final norm (`norm` = ln_post). `clip=False`: TransReID's ImageNet
+    `clip=True`: pre-norm (`norm_pre` = CLIP's ln_pre), QuickGELU, SIE on the class token, and
+    `proj`
+    (width, out_dim) applied after the final norm (`norm` = ln_post). `clip=False`: TransReID's
+    ImageNet
     ViT, SIE on all tokens, no projection.
     """
 
-    def __init__(self, *, clip, img_size, patch_size, stride, width, depth, heads, out_dim=None,
-                 drop_path=0.0, drop=0.0, attn_drop=0.0):
+    def __init__(
+        self,
+        *,
+        clip,
+        img_size,
+        patch_size,
+        stride,
+        width,
+        depth,
+        heads,
+        out_dim=None,
+        drop_path=0.0,
+        drop=0.0,
+        attn_drop=0.0,
+    ):
         super().__init__(
-            img_size=img_size, patch_size=patch_size, embed_dim=width, depth=depth, num_heads=heads,
-            num_classes=0, global_pool="", class_token=True, pre_norm=clip,
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            num_classes=0,
+            global_pool="",
+            class_token=True,
+            pre_norm=clip,
             norm_layer=partial(nn.LayerNorm, eps=1e-5 if clip else 1e-6),
             act_layer="quick_gelu" if clip else "gelu",
-            pos_drop_rate=drop, proj_drop_rate=drop, attn_drop_rate=attn_drop,
-            drop_path_rate=drop_path, embed_layer=partial(StridedPatchEmbed, stride=stride),
+            pos_drop_rate=drop,
+            proj_drop_rate=drop,
+            attn_drop_rate=attn_drop,
+            drop_path_rate=drop_path,
+            embed_layer=partial(StridedPatchEmbed, stride=stride),
         )
         self.clip = clip
         self.width = width
@@ -87,20 +125,47 @@ class ReIDViT(VisionTransformer):
 def build_vit(cfg, kind):
     """kind: ViT-B-16 (CLIP), vit_base_patch16_224 (ImageNet), tiny_clip or tiny_vit."""
     m, tiny = cfg.MODEL, cfg.MODEL.TINY
-    common = dict(img_size=tuple(cfg.INPUT.SIZE_TRAIN), stride=tuple(m.STRIDE_SIZE),
-                  drop=m.DROP_OUT, attn_drop=m.ATT_DROP_RATE)
+    common = dict(
+        img_size=tuple(cfg.INPUT.SIZE_TRAIN),
+        stride=tuple(m.STRIDE_SIZE),
+        drop=m.DROP_OUT,
+        attn_drop=m.ATT_DROP_RATE,
+    )
     if kind == "ViT-B-16":
         # The CLIP tower was trained without stochastic depth; DeMo runs it without.
-        return ReIDViT(clip=True, patch_size=16, width=768, depth=12, heads=12, out_dim=512, **common)
+        return ReIDViT(
+            clip=True, patch_size=16, width=768, depth=12, heads=12, out_dim=512, **common
+        )
     if kind == "vit_base_patch16_224":
-        return ReIDViT(clip=False, patch_size=16, width=768, depth=12, heads=12,
-                       drop_path=m.DROP_PATH, **common)
+        return ReIDViT(
+            clip=False,
+            patch_size=16,
+            width=768,
+            depth=12,
+            heads=12,
+            drop_path=m.DROP_PATH,
+            **common,
+        )
     if kind == "tiny_clip":
-        return ReIDViT(clip=True, patch_size=tiny.PATCH_SIZE, width=tiny.WIDTH, depth=tiny.DEPTH,
-                       heads=tiny.HEADS, out_dim=tiny.EMBED_DIM, **common)
+        return ReIDViT(
+            clip=True,
+            patch_size=tiny.PATCH_SIZE,
+            width=tiny.WIDTH,
+            depth=tiny.DEPTH,
+            heads=tiny.HEADS,
+            out_dim=tiny.EMBED_DIM,
+            **common,
+        )
     if kind == "tiny_vit":
-        return ReIDViT(clip=False, patch_size=tiny.PATCH_SIZE, width=tiny.WIDTH, depth=tiny.DEPTH,
-                       heads=tiny.HEADS, drop_path=m.DROP_PATH, **common)
+        return ReIDViT(
+            clip=False,
+            patch_size=tiny.PATCH_SIZE,
+            width=tiny.WIDTH,
+            depth=tiny.DEPTH,
+            heads=tiny.HEADS,
+            drop_path=m.DROP_PATH,
+            **common,
+        )
     raise KeyError(f"unknown MODEL.TRANSFORMER_TYPE {kind!r}")
 
 

@@ -1,7 +1,8 @@
 """SDTPS: score-guided patch selection and aggregation per modality (SPEC.md 2.2).
 
 For a target modality m with the two others a, b: scores s = (1 - 2 beta) s_pred + beta (s_a + s_b +
-2 s_self) over its N patches, top-K kept (K = ceil(N * sparse)), the dropped ones fused into one extra
+2 s_self) over its N patches, top-K kept (K = ceil(N * sparse)), the dropped ones fused into one
+extra
 token, the kept ones aggregated into N_c = int(N * aggr * sparse) tokens. Output per modality:
 (B, N_c + 1, C); feature = mean of those tokens; sdtps_feat = [R ; N ; T] (B, 3C).
 """
@@ -14,8 +15,12 @@ import torch.nn.functional as F
 
 
 def minmax_cosine(patches, glob, eps=1e-8):
-    """patches (B, N, C), glob (B, C) -> cosines min-max normalised per sample to [0, 1], fp32 (B, N)."""
-    cos = (F.normalize(patches.float(), dim=-1) * F.normalize(glob.float(), dim=-1).unsqueeze(1)).sum(-1)
+    """patches (B, N, C), glob (B, C) -> cosines min-max normalised per sample to [0, 1], fp32 (B,
+    N).
+    """
+    cos = (
+        F.normalize(patches.float(), dim=-1) * F.normalize(glob.float(), dim=-1).unsqueeze(1)
+    ).sum(-1)
     lo, hi = cos.amin(dim=1, keepdim=True), cos.amax(dim=1, keepdim=True)
     return (cos - lo) / (hi - lo + eps)
 
@@ -33,19 +38,23 @@ class TokenSparse(nn.Module):
     def score(self, patches, g_self, g_a, g_b):
         """(B, N, C) and three (B, C) -> s (B, N) fp32; only the predictor term carries gradient."""
         with torch.no_grad():
-            guide = (minmax_cosine(patches, g_a) + minmax_cosine(patches, g_b)
-                     + 2 * minmax_cosine(patches, g_self))
+            guide = (
+                minmax_cosine(patches, g_a)
+                + minmax_cosine(patches, g_b)
+                + 2 * minmax_cosine(patches, g_self)
+            )
         s_pred = torch.sigmoid(self.fc2(self.act(self.fc1(patches))).squeeze(-1).float())
         return (1 - 2 * self.beta) * s_pred + self.beta * guide
 
     def select(self, patches, s, gumbel_tau=None):
-        """patches (B, N, C), s (B, N) -> kept (B, K, C), extra (B, 1, C), D (B, N), kept index (B, K).
+        """patches (B, N, C), s (B, N) -> kept (B, K, C), extra (B, 1, C), D (B, N), index (B, K).
 
         Kept tokens come out in score order. D is the hard top-K mask; with `gumbel_tau` it is a
-        straight-through estimate whose backward is that of softmax((s + g) / tau), g Gumbel noise in fp32.
+        straight-through estimate whose backward is that of softmax((s + g) / tau), g Gumbel noise
+        in fp32.
         """
         order = s.argsort(dim=1, descending=True)
-        kept_idx, drop_idx = order[:, :self.keep], order[:, self.keep:]
+        kept_idx, drop_idx = order[:, : self.keep], order[:, self.keep :]
         c = patches.shape[-1]
         kept = patches.gather(1, kept_idx.unsqueeze(-1).expand(-1, -1, c))
         dropped = patches.gather(1, drop_idx.unsqueeze(-1).expand(-1, -1, c))
@@ -61,7 +70,9 @@ class TokenSparse(nn.Module):
 
 
 class TokenAggregation(nn.Module):
-    """K kept tokens -> N_c tokens: weights = masked softmax over K of scale * MLP(LayerNorm(token))."""
+    """K kept tokens -> N_c tokens: weights = masked softmax over K of scale *
+    MLP(LayerNorm(token)).
+    """
 
     def __init__(self, dim, num_out):
         super().__init__()
@@ -73,7 +84,7 @@ class TokenAggregation(nn.Module):
         self.scale = nn.Parameter(torch.ones(1))
 
     def forward(self, kept, keep_mask):
-        """kept (B, K, C), keep_mask (B, K) = D on the kept tokens -> (B, N_c, C), weights (B, N_c, K).
+        """kept (B, K, C), keep_mask (B, K) = D on the kept tokens -> (B, N_c, C), (B, N_c, K).
 
         D multiplies the exponentials (a masked softmax): a 0 removes a token, a 1 leaves the plain
         softmax, and the gradient that reaches D stays finite in any precision.
@@ -88,18 +99,33 @@ class TokenAggregation(nn.Module):
 class MultiModalSDTPS(nn.Module):
     """SDTPS over the three modalities; N (patch count) is fixed when built."""
 
-    def __init__(self, dim, num_patches, sparse_ratio=0.5, aggr_ratio=0.4, beta=0.25,
-                 use_gumbel=False, gumbel_tau=1.0, num_modalities=3):
+    def __init__(
+        self,
+        dim,
+        num_patches,
+        sparse_ratio=0.5,
+        aggr_ratio=0.4,
+        beta=0.25,
+        use_gumbel=False,
+        gumbel_tau=1.0,
+        num_modalities=3,
+    ):
         super().__init__()
         self.num_patches = num_patches
         self.keep = math.ceil(num_patches * sparse_ratio)
         self.num_out = int(num_patches * aggr_ratio * sparse_ratio)
         if not (1 <= self.num_out and self.keep < num_patches):
-            raise ValueError(f"SDTPS with N={num_patches}, sparse {sparse_ratio}, aggr {aggr_ratio} "
-                             f"gives K={self.keep}, N_c={self.num_out}; need K < N and N_c >= 1")
+            raise ValueError(
+                f"SDTPS with N={num_patches}, sparse {sparse_ratio}, aggr {aggr_ratio} "
+                f"gives K={self.keep}, N_c={self.num_out}; need K < N and N_c >= 1"
+            )
         self.use_gumbel, self.gumbel_tau = use_gumbel, gumbel_tau
-        self.sparse = nn.ModuleList(TokenSparse(dim, self.keep, beta) for _ in range(num_modalities))
-        self.aggr = nn.ModuleList(TokenAggregation(dim, self.num_out) for _ in range(num_modalities))
+        self.sparse = nn.ModuleList(
+            TokenSparse(dim, self.keep, beta) for _ in range(num_modalities)
+        )
+        self.aggr = nn.ModuleList(
+            TokenAggregation(dim, self.num_out) for _ in range(num_modalities)
+        )
 
     def forward(self, patches, globals_):
         """patches: list of (B, N, C); globals_: list of (B, C) -> dict with

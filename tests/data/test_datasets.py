@@ -24,10 +24,10 @@ def test_splits(smoke_cfg, name, cams, protocol, n_query):
         assert set(r.files) == {"RGB", "NI", "TI"} and 0 <= r.camid < cams
         assert (r.sceneid >= 0) == (name == "MSVR310")
     # every query keeps a valid match under its protocol
+    field = "sceneid" if protocol == "scene" else "camid"
     for q in s.query:
-        other = (lambda g: g.sceneid != q.sceneid) if protocol == "scene" else \
-            (lambda g: g.camid != q.camid)
-        assert any(g.pid == q.pid and other(g) for g in s.gallery), q.key
+        assert any(g.pid == q.pid and getattr(g, field) != getattr(q, field)
+                   for g in s.gallery), q.key
 
 
 def test_test_ids_raw_and_strip(smoke_cfg):
@@ -68,7 +68,8 @@ def _copy(root, tmp_path, name):
 def test_missing_folder(smoke_cfg, synthetic_root, tmp_path):
     root = _copy(synthetic_root, tmp_path, "RGBNT201")
     shutil.rmtree(os.path.join(root, "RGBNT201", "test", "NI"))
-    with pytest.raises(DatasetError, match=r"test/NI.*expected layout: RGBNT201/\{train_171,test\}"):
+    layout = r"test/NI.*expected layout: RGBNT201/\{train_171,test\}"
+    with pytest.raises(DatasetError, match=layout):
         build_dataset(smoke_cfg(root=root))
 
 
@@ -79,11 +80,13 @@ def test_missing_sibling_and_bad_name(smoke_cfg, synthetic_root, tmp_path):
     victim = sorted(os.listdir(os.path.join(split, ident, "th")))[0]
     os.remove(os.path.join(split, ident, "th", victim))
     for m in ("vis", "ni", "th"):
-        shutil.copy(os.path.join(split, ident, "vis", victim), os.path.join(split, ident, m, "x.jpg"))
+        src = os.path.join(split, ident, "vis", victim)
+        shutil.copy(src, os.path.join(split, ident, m, "x.jpg"))
     cfg = smoke_cfg("DATASETS.NAMES", "MSVR310", root=root)
     with pytest.raises(DatasetError) as err:
         build_dataset(cfg)
     assert os.path.join(ident, "th", victim) in str(err.value)
-    assert "does not parse" in str(err.value) and os.path.join(ident, "vis", "x.jpg") in str(err.value)
+    assert "does not parse" in str(err.value)
+    assert os.path.join(ident, "vis", "x.jpg") in str(err.value)
     _, problems = find_problems(root, "MSVR310", cfg.INPUT.MODALITIES)
     assert len(problems) == 2

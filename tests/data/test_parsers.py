@@ -45,8 +45,9 @@ def test_msvr310_good(name, expected):
     assert msvr310.parse_name(name) == expected
 
 
-@pytest.mark.parametrize("name", ["12_s003_v5_041.jpg", "0012_s03_v5_041.jpg", "0012_s003_v8_041.jpg",
-                                  "0012_s003_5_041.jpg", "0012-s003-v5-041.jpg"])
+@pytest.mark.parametrize("name", ["12_s003_v5_041.jpg", "0012_s03_v5_041.jpg",
+                                  "0012_s003_v8_041.jpg", "0012_s003_5_041.jpg",
+                                  "0012-s003-v5-041.jpg"])
 def test_msvr310_bad(name):
     with pytest.raises(ValueError):
         msvr310.parse_name(name)

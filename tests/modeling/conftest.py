@@ -1,4 +1,6 @@
-"""Fixtures for the model tests: tiny configs, synthetic batches, golden files, OpenAI-format archives."""
+"""Fixtures for the model tests: tiny configs, synthetic batches, golden files, OpenAI-format
+archives.
+"""
 
 from collections import OrderedDict
 from pathlib import Path
@@ -22,7 +24,9 @@ def golden_dir():
 
 @pytest.fixture
 def smoke_cfg():
-    """smoke_cfg(name='DeMo', *opts) -> frozen config of configs/_smoke/<name>.yml with overrides."""
+    """smoke_cfg(name='DeMo', *opts) -> frozen config of configs/_smoke/<name>.yml with
+    overrides.
+    """
 
     def make(name="DeMo", *opts):
         return load_config(str(REPO / "configs" / "_smoke" / f"{name}.yml"), list(opts))
@@ -32,14 +36,18 @@ def smoke_cfg():
 
 @pytest.fixture
 def make_batch():
-    """make_batch(cfg, b=4, ids=2) -> a training batch dict with `ids` identities of b // ids images."""
+    """make_batch(cfg, b=4, ids=2) -> a training batch dict with `ids` identities of b // ids
+    images.
+    """
 
     def make(cfg, b=4, ids=2, cams=4):
         h, w = cfg.INPUT.SIZE_TRAIN
         g = torch.Generator().manual_seed(0)
-        return {"images": {m: torch.randn(b, 3, h, w, generator=g) for m in cfg.INPUT.MODALITIES},
-                "pids": torch.arange(b) % ids,
-                "camids": torch.arange(b) % cams}
+        return {
+            "images": {m: torch.randn(b, 3, h, w, generator=g) for m in cfg.INPUT.MODALITIES},
+            "pids": torch.arange(b) % ids,
+            "camids": torch.arange(b) % cams,
+        }
 
     return make
 
@@ -49,8 +57,11 @@ class _ResBlock(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)
         self.ln_1 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=nn.GELU(),
-                                             c_proj=nn.Linear(4 * width, width)))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                c_fc=nn.Linear(width, 4 * width), gelu=nn.GELU(), c_proj=nn.Linear(4 * width, width)
+            )
+        )
         self.ln_2 = nn.LayerNorm(width)
 
 
@@ -62,7 +73,9 @@ class _Visual(nn.Module):
         self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, width))
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = nn.Module()
-        self.transformer.resblocks = nn.Sequential(*[_ResBlock(width, heads) for _ in range(layers)])
+        self.transformer.resblocks = nn.Sequential(
+            *[_ResBlock(width, heads) for _ in range(layers)]
+        )
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(torch.randn(width, out_dim))
 
@@ -96,13 +109,17 @@ def write_torchscript(path, **kwargs):
 
 @pytest.fixture(scope="session")
 def vit_b16_torchscript(tmp_path_factory):
-    """A full-size (ViT-B/16, 14x14 grid) random OpenAI TorchScript fp16 archive, once per session."""
+    """A full-size (ViT-B/16, 14x14 grid) random OpenAI TorchScript fp16 archive, once per
+    session.
+    """
     path = tmp_path_factory.mktemp("clip") / "ViT-B-16.pt"
     return path, write_torchscript(path)
 
 
 @pytest.fixture
 def tiny_torchscript(tmp_path):
-    """A small-width OpenAI-format TorchScript archive matching configs/_smoke (width 64, patch 8)."""
+    """A small-width OpenAI-format TorchScript archive matching configs/_smoke (width 64, patch
+    8).
+    """
     path = tmp_path / "tiny-clip.pt"
     return path, write_torchscript(path, width=64, layers=2, heads=4, patch=8, grid=7, out_dim=64)

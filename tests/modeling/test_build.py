@@ -17,13 +17,27 @@ def meta_model(config, *opts, num_classes=171, num_cameras=4):
         return build_model(cfg, num_classes, num_cameras)
 
 
-@pytest.mark.parametrize("opts,target", [
-    ((), 98_792_960),
-    (("MODEL.GLOBAL_LOCAL", "False", "MODEL.HDM", "False", "MODEL.ATM", "False",
-      "TEST.RETURN_PATTERN", "1"), 86.41e6),
-    (("MODEL.HDM", "False", "MODEL.ATM", "False", "TEST.RETURN_PATTERN", "1"), 87.99e6),
-    (("MODEL.ATM", "False"), 95.96e6),
-])
+@pytest.mark.parametrize(
+    "opts,target",
+    [
+        ((), 98_792_960),
+        (
+            (
+                "MODEL.GLOBAL_LOCAL",
+                "False",
+                "MODEL.HDM",
+                "False",
+                "MODEL.ATM",
+                "False",
+                "TEST.RETURN_PATTERN",
+                "1",
+            ),
+            86.41e6,
+        ),
+        (("MODEL.HDM", "False", "MODEL.ATM", "False", "TEST.RETURN_PATTERN", "1"), 87.99e6),
+        (("MODEL.ATM", "False"), 95.96e6),
+    ],
+)
 def test_rgbnt201_parameter_targets(opts, target):
     n = count_trainable(meta_model("RGBNT201/DeMo.yml", *opts))
     if isinstance(target, int):
@@ -57,8 +71,15 @@ def test_sdtps_token_flow_from_real_grid():
     assert model.hdm is None and model.atm is None
     model = meta_model("RGBNT201/DeMo_SDTPS.yml", "MODEL.STRIDE_SIZE", "(12, 12)")
     s = model.sdtps
-    assert model.backbone.grid_size == (21, 10) == grid_size(model_cfg := load_config(
-        str(REPO / "configs/RGBNT201/DeMo.yml"), ["MODEL.STRIDE_SIZE", "(12, 12)"]))
+    assert (
+        model.backbone.grid_size
+        == (21, 10)
+        == grid_size(
+            model_cfg := load_config(
+                str(REPO / "configs/RGBNT201/DeMo.yml"), ["MODEL.STRIDE_SIZE", "(12, 12)"]
+            )
+        )
+    )
     assert model_cfg.MODEL.STRIDE_SIZE == (12, 12)
     assert (s.num_patches, s.keep, s.num_out) == (210, 105, 42)
     vehicles = meta_model("RGBNT100/DeMo_SDTPS.yml", num_classes=50, num_cameras=8)

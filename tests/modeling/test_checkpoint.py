@@ -13,7 +13,9 @@ from .conftest import REPO
 
 
 def _bilinear(pos, grid, side):
-    """The expected resampled position embedding, computed independently: (side^2 + 1, D) -> grid."""
+    """The expected resampled position embedding, computed independently: (side^2 + 1, D) ->
+    grid.
+    """
     patches = pos[1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
     patches = F.interpolate(patches, size=grid, mode="bilinear", align_corners=False)
     return torch.cat([pos[:1].float(), patches.permute(0, 2, 3, 1).reshape(-1, pos.shape[1])])
@@ -25,16 +27,23 @@ def _assert_openai_weights(backbone, sd, side):
     assert torch.equal(own["patch_embed.proj.weight"], sd["visual.conv1.weight"].float())
     assert torch.equal(own["cls_token"].flatten(), sd["visual.class_embedding"].float())
     assert torch.equal(own["proj"], sd["visual.proj"].float())
-    assert torch.allclose(own["pos_embed"][0], _bilinear(sd["visual.positional_embedding"],
-                                                         backbone.grid_size, side), atol=1e-6)
+    assert torch.allclose(
+        own["pos_embed"][0],
+        _bilinear(sd["visual.positional_embedding"], backbone.grid_size, side),
+        atol=1e-6,
+    )
     pairs = {"norm_pre": "ln_pre", "norm": "ln_post"}
     for i in range(depth):
-        pairs.update({f"blocks.{i}.attn.qkv": f"transformer.resblocks.{i}.attn.in_proj_",
-                      f"blocks.{i}.attn.proj": f"transformer.resblocks.{i}.attn.out_proj",
-                      f"blocks.{i}.norm1": f"transformer.resblocks.{i}.ln_1",
-                      f"blocks.{i}.norm2": f"transformer.resblocks.{i}.ln_2",
-                      f"blocks.{i}.mlp.fc1": f"transformer.resblocks.{i}.mlp.c_fc",
-                      f"blocks.{i}.mlp.fc2": f"transformer.resblocks.{i}.mlp.c_proj"})
+        pairs.update(
+            {
+                f"blocks.{i}.attn.qkv": f"transformer.resblocks.{i}.attn.in_proj_",
+                f"blocks.{i}.attn.proj": f"transformer.resblocks.{i}.attn.out_proj",
+                f"blocks.{i}.norm1": f"transformer.resblocks.{i}.ln_1",
+                f"blocks.{i}.norm2": f"transformer.resblocks.{i}.ln_2",
+                f"blocks.{i}.mlp.fc1": f"transformer.resblocks.{i}.mlp.c_fc",
+                f"blocks.{i}.mlp.fc2": f"transformer.resblocks.{i}.mlp.c_proj",
+            }
+        )
     for ours, theirs in pairs.items():
         for p in ("weight", "bias"):
             key = f"visual.{theirs}{p}" if theirs.endswith("_") else f"visual.{theirs}.{p}"
@@ -61,18 +70,28 @@ def test_small_torchscript_and_plain_openai_dict(smoke_cfg, tiny_torchscript, tm
     _assert_openai_weights(backbone, sd, 7)
     plain = tmp_path / "openai_plain.pt"
     torch.save({k: v.float() for k, v in sd.items()}, plain)
-    _assert_openai_weights(build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(plain))), sd, 7)
+    _assert_openai_weights(
+        build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(plain))), sd, 7
+    )
 
 
 def test_timm_imagenet_pth(smoke_cfg, tmp_path):
     torch.manual_seed(0)
-    ref = VisionTransformer(img_size=56, patch_size=8, embed_dim=48, depth=2, num_heads=4,
-                            num_classes=10)
+    ref = VisionTransformer(
+        img_size=56, patch_size=8, embed_dim=48, depth=2, num_heads=4, num_classes=10
+    )
     sd = ref.state_dict()
     path = tmp_path / "vit_imagenet.pth"
     torch.save({"model": {f"module.{k}": v for k, v in sd.items()}}, path)
-    cfg = smoke_cfg("DeMo", "MODEL.TRANSFORMER_TYPE", "tiny_vit", "MODEL.TINY.WIDTH", "48",
-                    "MODEL.PRETRAIN_PATH", str(path))
+    cfg = smoke_cfg(
+        "DeMo",
+        "MODEL.TRANSFORMER_TYPE",
+        "tiny_vit",
+        "MODEL.TINY.WIDTH",
+        "48",
+        "MODEL.PRETRAIN_PATH",
+        str(path),
+    )
     own = build_backbone(cfg).state_dict()
     for k, v in own.items():
         if k == "pos_embed":
@@ -85,8 +104,13 @@ def test_mismatched_or_missing_backbone_file_fails_clearly(smoke_cfg, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(tmp_path / "nope.pt")))
     bad = tmp_path / "wrong_width.pt"
-    torch.save({"visual.conv1.weight": torch.zeros(32, 3, 8, 8),
-                "visual.class_embedding": torch.zeros(32)}, bad)
+    torch.save(
+        {
+            "visual.conv1.weight": torch.zeros(32, 3, 8, 8),
+            "visual.class_embedding": torch.zeros(32),
+        },
+        bad,
+    )
     with pytest.raises(ValueError, match=r"wrong_width\.pt.*missing.*shape mismatch.*patch_embed"):
         build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(bad)))
 

@@ -26,7 +26,8 @@ def test_outputs_per_pattern(smoke_cfg, make_batch, name, opts, dim, fused):
     expected = ["ori"] if cfg.MODEL.DIRECT else list(cfg.INPUT.MODALITIES)
     expected += ["fused"] if fused else []
     assert sorted(k for k in losses if k.startswith("loss_")) == sorted(
-        f"loss_{kind}_{e}" for e in expected for kind in ("id", "tri"))
+        f"loss_{kind}_{e}" for e in expected for kind in ("id", "tri")
+    )
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
     assert not any(v.requires_grad for k, v in losses.items() if k.startswith("acc_"))
     sum(v for k, v in losses.items() if k.startswith("loss_")).backward()

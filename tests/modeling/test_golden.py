@@ -26,8 +26,9 @@ def _rel(a, b):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,config", [("rgbnt201", "RGBNT201/DeMo.yml"),
-                                         ("rgbnt100", "RGBNT100/DeMo.yml")])
+@pytest.mark.parametrize(
+    "name,config", [("rgbnt201", "RGBNT201/DeMo.yml"), ("rgbnt100", "RGBNT100/DeMo.yml")]
+)
 def test_demo_golden_features(golden_dir, name, config):
     meta = json.loads((golden_dir / f"{name}_demo_keys.json").read_text())
     demo_sd = _recipe(golden_dir).make_state_dict(meta["keys"])
@@ -38,8 +39,10 @@ def test_demo_golden_features(golden_dir, name, config):
     model = model.to_empty(device="cpu").eval()
     assert load_weights(model, demo_sd, cfg) == len(model.state_dict())
     data = np.load(golden_dir / f"{name}_demo.npz")
-    batch = {"images": {m: torch.from_numpy(data[f"input_{m}"]) for m in cfg.INPUT.MODALITIES},
-             "camids": torch.from_numpy(data["cams"])}
+    batch = {
+        "images": {m: torch.from_numpy(data[f"input_{m}"]) for m in cfg.INPUT.MODALITIES},
+        "camids": torch.from_numpy(data["cams"]),
+    }
     with torch.no_grad():
         feats = model(batch)
     for pattern in (1, 2, 3):
@@ -56,8 +59,15 @@ def load_seed_sdtps(data):
     for i, mod in enumerate(("rgb", "nir", "tir")):
         for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
             sd[f"sparse.{i}.{k}"] = data[f"weight_{mod}.predictor.{k}"]
-        for k in ("norm.weight", "norm.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
-                  "scale"):
+        for k in (
+            "norm.weight",
+            "norm.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "scale",
+        ):
             sd[f"aggr.{i}.{k}"] = data[f"weight_{mod}.aggregation.{k}"]
     module.load_state_dict({k: torch.from_numpy(v).reshape(own[k].shape) for k, v in sd.items()})
     return module.eval()
@@ -68,8 +78,10 @@ def test_sdtps_golden(golden_dir):
     module = load_seed_sdtps(data)
     mods = ("RGB", "NI", "TI")
     with torch.no_grad():
-        out = module([torch.from_numpy(data[f"input_{m}_cash"]) for m in mods],
-                     [torch.from_numpy(data[f"input_{m}_global"]) for m in mods])
+        out = module(
+            [torch.from_numpy(data[f"input_{m}_cash"]) for m in mods],
+            [torch.from_numpy(data[f"input_{m}_global"]) for m in mods],
+        )
     for i, (m, short) in enumerate(zip(mods, ("rgb", "nir", "tir"))):
         assert out["tokens"][i].shape == (2, 26, 512)
         assert _rel(out["tokens"][i].numpy(), data[f"out_{m}_enhanced"]) < 1e-5

@@ -30,7 +30,9 @@ def _score_grad(use_gumbel):
     module = MultiModalSDTPS(48, 32, use_gumbel=use_gumbel).train()
     patches, _ = _inputs()
     s = torch.rand(3, 32, requires_grad=True)
-    kept, extra, mask, kept_idx = module.sparse[0].select(patches[0], s, 1.0 if use_gumbel else None)
+    kept, extra, mask, kept_idx = module.sparse[0].select(
+        patches[0], s, 1.0 if use_gumbel else None
+    )
     tokens, _ = module.aggr[0](kept, mask.gather(1, kept_idx))
     target = torch.randn(3, module.num_out + 1, 48, generator=torch.Generator().manual_seed(1))
     (torch.cat([tokens, extra], dim=1) * target).sum().backward()

@@ -20,10 +20,10 @@ def run_check(root, *opts):
 def test_good_folder(synthetic_root, name):
     out = run_check(synthetic_root, "DATASETS.NAMES", name)
     assert out.returncode == 0, out.stdout + out.stderr
-    lines = out.stdout.splitlines()
-    assert any(line.split() == ["train", "8", "40", str(len(line.split()) and line.split()[3])]
-               for line in lines)
-    assert "ids" in out.stdout and "triplets" in out.stdout and "cameras" in out.stdout
+    rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines() if line.strip()}
+    assert rows["split"] == ["ids", "triplets", "cameras"]
+    assert rows["train"][:2] == ["8", "40"] and rows["gallery"][:2] == ["3", "15"]
+    assert rows["query"][0] == "3"
     assert "OK" in out.stdout
 
 

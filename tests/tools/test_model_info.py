@@ -1,4 +1,6 @@
-"""tools/model_info.py on the tiny smoke configs (the full-size numbers are in its docstring run)."""
+"""tools/model_info.py on the tiny smoke configs (the full-size numbers are in its docstring
+run).
+"""
 
 from tools.model_info import main
 
