@@ -52,7 +52,10 @@ class MultiModalReID(nn.Module):
             return None
         if camids is None:
             raise ValueError("MODEL.SIE_CAMERA is on: the batch needs 'camids'")
-        if bool(((camids < 0) | (camids >= self.num_cameras)).any()):
+        bad = (camids < 0) | (camids >= self.num_cameras)
+        if camids.is_cuda:  # a device-side assert: no host sync on the training hot path
+            torch._assert_async(~bad.any(), f"camera ids must be in [0, {self.num_cameras})")
+        elif bool(bad.any()):
             raise ValueError(
                 f"camera ids must be in [0, {self.num_cameras}), got {sorted(set(camids.tolist()))}"
             )

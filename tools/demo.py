@@ -43,35 +43,54 @@ def with_opts(cfg, **kv):
 
 def run(config_file, root, out, opts):
     name = os.path.splitext(os.path.basename(config_file))[0]
-    cfg = load_config(config_file, ["DATASETS.ROOT_DIR", root, "OUTPUT_DIR",
-                                    os.path.join(out, name), *opts])
+    cfg = load_config(
+        config_file, ["DATASETS.ROOT_DIR", root, "OUTPUT_DIR", os.path.join(out, name), *opts]
+    )
     device = setup(cfg)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
     before = evaluate(cfg, model, splits)
     start = time.perf_counter()
-    trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train),
-                      functools.partial(evaluate, cfg, splits=splits))
+    trainer = Trainer(
+        cfg,
+        model,
+        build_train_loader(cfg, splits.train),
+        functools.partial(evaluate, cfg, splits=splits),
+    )
     after = trainer.train()
     seconds = time.perf_counter() - start
-    miss = {m: evaluate(with_opts(cfg, **{"TEST.MISS": m}), model, splits)[3]["mAP"]
-            for m in ("r", "n", "t")}
+    miss = {
+        m: evaluate(with_opts(cfg, **{"TEST.MISS": m}), model, splits)[3]["mAP"]
+        for m in ("r", "n", "t")
+    }
     return name, before, after, miss, seconds
 
 
 def report(rows):
-    lines = ["", "Demo results on the synthetic RGBNT201 test set (mAP / Rank-1 / Rank-5 / Rank-10, %)",
-             "| config | pattern | untrained | trained |", "| --- | --- | --- | --- |"]
+    lines = [
+        "",
+        "Demo results on the synthetic RGBNT201 test set (mAP / Rank-1 / Rank-5 / Rank-10, %)",
+        "| config | pattern | untrained | trained |",
+        "| --- | --- | --- | --- |",
+    ]
+
     def fmt(m):
         return " / ".join(f"{m[k]:5.1f}" for k in ("mAP", "R1", "R5", "R10"))
-    for name, before, after, miss, seconds in rows:
+
+    for name, before, after, _, _ in rows:
         for p in after:
             lines.append(f"| {name} | {p} | {fmt(before[p])} | {fmt(after[p])} |")
-    lines += ["", "Pattern-3 mAP with one modality zeroed (TEST.MISS):",
-              "| config | all | no RGB | no NI | no TI | train time |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "Pattern-3 mAP with one modality zeroed (TEST.MISS):",
+        "| config | all | no RGB | no NI | no TI | train time |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, _, after, miss, seconds in rows:
-        lines.append(f"| {name} | {after[3]['mAP']:.1f} | {miss['r']:.1f} | {miss['n']:.1f} | "
-                     f"{miss['t']:.1f} | {seconds:.0f} s |")
+        lines.append(
+            f"| {name} | {after[3]['mAP']:.1f} | {miss['r']:.1f} | {miss['n']:.1f} | "
+            f"{miss['t']:.1f} | {seconds:.0f} s |"
+        )
     return "\n".join(lines)
 
 

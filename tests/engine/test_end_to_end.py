@@ -6,44 +6,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Small and fast: 4 ids x 2 images a batch, 2 epochs, logs every iteration.
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2",
-        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16"]
-
-
-def script(name, root, out, *opts, config="DeMo.yml", extra=()):
-    cmd = [sys.executable, os.path.join(REPO, name), "--config_file",
-           os.path.join(REPO, "configs", "_smoke", config), *extra,
-           "DATASETS.ROOT_DIR", root, "OUTPUT_DIR", str(out), *FAST, *opts]
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    return cmd, env
-
-
-def run(name, root, out, *opts, **kw):
-    cmd, env = script(name, root, out, *opts, **kw)
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
 def evals(out):
     return [x for x in map(json.loads, open(os.path.join(out, "metrics.json")))
             if x["type"] == "eval"]
-
-
-@pytest.fixture(scope="module")
-def full_run(synthetic_root, tmp_path_factory):
-    """An uninterrupted 2-epoch DeMo smoke run with 0 workers (the reference of the resume tests)."""
-    out = tmp_path_factory.mktemp("full")
-    res = run("train_net.py", synthetic_root, out, "DATALOADER.NUM_WORKERS", "0")
-    assert res.returncode == 0, res.stderr[-3000:]
-    return out
 
 
 @pytest.mark.slow
@@ -63,8 +34,8 @@ def test_smoke_training_writes_the_run_folder(full_run):
 
 
 @pytest.mark.slow
-def test_smoke_training_sdtps(synthetic_root, tmp_path):
-    res = run("train_net.py", synthetic_root, tmp_path, "SOLVER.MAX_EPOCHS", "1",
+def test_smoke_training_sdtps(cli, tmp_path):
+    res = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1",
               config="DeMo_SDTPS.yml")
     assert res.returncode == 0, res.stderr[-3000:]
     assert yaml.safe_load(open(tmp_path / "config.yaml"))["DERIVED"]["sdtps_kept_tokens"] > 0
@@ -77,12 +48,11 @@ def _weights(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_after_kill_in_epoch_2_matches_uninterrupted(synthetic_root, full_run, tmp_path,
-                                                             workers):
+def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_path, workers):
     # The reference ran with 0 workers: batches must not depend on the number of workers either.
     opts = ("DATALOADER.NUM_WORKERS", str(workers))
-    cmd, env = script("train_net.py", synthetic_root, tmp_path, *opts)
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+    cmd, env = cli.command("train_net.py", tmp_path, *opts)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "log.txt"
     deadline = time.time() + 240
@@ -95,7 +65,7 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(synthetic_root, full
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "model_final.pth").exists()
 
-    resumed = run("train_net.py", synthetic_root, tmp_path, *opts, extra=["--resume"])
+    resumed = cli("train_net.py", tmp_path, *opts, extra=["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "(epoch 1 finished)" in log.read_text()
     a, b = _weights(full_run / "model_final.pth"), _weights(tmp_path / "model_final.pth")
@@ -105,13 +75,12 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(synthetic_root, full
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(synthetic_root, full_run,
-                                                                    tmp_path):
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(cli, full_run, tmp_path):
     # Resume the reference run's epoch-1 checkpoint with an ID-loss weight that overflows float32.
     shutil.copy(full_run / "model_0001.pth", tmp_path / "last.pth")
     (tmp_path / "last_checkpoint").write_text("last.pth")
     before = _weights(tmp_path / "last.pth")
-    res = run("train_net.py", synthetic_root, tmp_path, "MODEL.ID_LOSS_WEIGHT", "1e39",
+    res = cli("train_net.py", tmp_path, "MODEL.ID_LOSS_WEIGHT", "1e39",
               extra=["--resume"])
     assert res.returncode == 1, res.stderr[-3000:]
     out = res.stdout + res.stderr

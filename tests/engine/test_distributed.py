@@ -1,0 +1,45 @@
+"""Two gloo processes on the CPU (torchrun): sharded evaluation equals the single-process one,
+and a 2-process training run completes and resumes, with files written by rank 0 only."""
+
+import json
+
+import pytest
+import torch
+
+
+def _results(out):
+    lines = [json.loads(x) for x in open(out / "metrics.json")]
+    return [x for x in lines if x["type"] == "eval"][-1]["results"]
+
+
+@pytest.mark.slow
+def test_one_and_two_process_evaluation_agree(cli, full_run, tmp_path):
+    weight = ("TEST.WEIGHT", str(full_run / "model_final.pth"))
+    one = cli("test_net.py", tmp_path / "one", *weight)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = cli("test_net.py", tmp_path / "two", *weight, nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = _results(tmp_path / "one"), _results(tmp_path / "two")
+    assert a.keys() == b.keys() == {"1", "2", "3"}
+    for p in a:
+        for k in a[p]:
+            assert a[p][k] == pytest.approx(b[p][k], abs=1e-6), (p, k)
+    # Rank 0 alone writes: one metrics line, one table in the log.
+    assert len(open(tmp_path / "two" / "metrics.json").readlines()) == 1
+    assert open(tmp_path / "two" / "test_log.txt").read().count("| 3 (ori+fused) |") == 1
+
+
+@pytest.mark.slow
+def test_two_process_training_completes_and_resumes(cli, tmp_path):
+    first = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1", nproc=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
+    # Resuming under the same schedule length: epoch 2 runs, epoch 1 is not redone.
+    (tmp_path / "model_final.pth").unlink()
+    again = cli("train_net.py", tmp_path, extra=["--resume"], nproc=2)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = open(tmp_path / "log.txt").read()
+    assert "(epoch 1 finished)" in log and "epoch 2 iter 1/" in log
+    ckpt = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
+    assert log.count("command:") == 2  # one line a run: ranks other than 0 stay quiet

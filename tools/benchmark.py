@@ -1,0 +1,305 @@
+"""GPU benchmark: training and feature-extraction throughput, metric time, peak memory, MFU.
+
+    python tools/benchmark.py --root /tmp/bench [--configs A.yml ...] [--workers 14] [KEY VALUE ...]
+
+For each config (default: the RGBNT201 DeMo and DeMo_SDTPS recipes at batch 64, random weights) on a
+synthetic RGBNT201 set at full size (generated under --root when missing):
+- train_e2e: steady-state training triplets/s through the real data pipeline and engine.Trainer's
+  step (--iters timed iterations after --warmup, across epoch boundaries);
+- train_model: the same step on batches already on the GPU (the model's ceiling);
+- extract_e2e: engine.evaluator.extract_features over >= --gallery triplets read from JPEG files;
+- extract_model: the eval forward on decoded tensors already on the GPU;
+- peak GPU memory as nvidia-smi reports it (the anchor's measure) and torch's own peak;
+- MFU = 6 x GMACs x triplets/s / the device's dense bf16 peak.
+Once: metrics (utils.metrics.rank_features) for 10,000 x 100,000 features.
+One JSON line per measurement, then a table. Under torchrun, train_e2e runs on every rank with the
+global batch split and rank 0 reports.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from config import load_config  # noqa: E402
+from data import build_dataset, build_train_loader  # noqa: E402
+from data.synthetic import make_synthetic  # noqa: E402
+from engine import Trainer  # noqa: E402
+from engine.evaluator import extract_features  # noqa: E402
+from engine.launch import amp_dtype, setup  # noqa: E402
+from modeling import build_model  # noqa: E402
+from utils import comm  # noqa: E402
+from utils.metrics import rank_features  # noqa: E402
+
+CONFIGS = ("configs/RGBNT201/DeMo.yml", "configs/RGBNT201/DeMo_SDTPS.yml")
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+RESULTS = []
+
+
+def emit(**row):
+    if comm.is_main_process():
+        RESULTS.append(row)
+        print(json.dumps(row), flush=True)
+
+
+class SmiPeak:
+    """Polls nvidia-smi for this GPU's used memory (what DeMo's anchor reports)."""
+
+    def __init__(self, index):
+        self.index, self.peak, self._stop = index, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                out = subprocess.run(
+                    [
+                        "nvidia-smi",
+                        "-i",
+                        str(self.index),
+                        "--query-gpu=memory.used",
+                        "--format=csv,noheader,nounits",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                self.peak = max(self.peak, int(out.strip().splitlines()[0]))
+            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+                return
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+def peak_flops(device):
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK.items() if k in name), None), name
+
+
+def gmacs(cfg, model, device):
+    """Multiply-adds of one eval forward per triplet (the papers' "GFLOPs")."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = cfg.INPUT.SIZE_TEST
+    batch = {
+        "images": {m: torch.randn(1, 3, h, w, device=device) for m in cfg.INPUT.MODALITIES},
+        "camids": torch.zeros(1, dtype=torch.long, device=device),
+    }
+    model.eval()
+    with FlopCounterMode(display=False) as fc:
+        model(batch)
+    model.train()
+    return fc.get_total_flops() / 2e9
+
+
+def timed(fn, n, device):
+    torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    fn(n)
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def bench_train(cfg, name, trainer, device, args, g, peak):
+    loader = trainer.loader
+    per_rank = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+    state = {"epoch": 0, "it": iter(())}
+
+    def next_batch():
+        b = next(state["it"], None)
+        if b is None:
+            state["epoch"] += 1
+            loader.set_epoch(state["epoch"])
+            trainer.epoch = state["epoch"]
+            state["it"] = iter(loader)
+            b = next(state["it"])
+        return b
+
+    def steps(n):
+        for _ in range(n):
+            trainer.run_step(next_batch())
+
+    steps(args.warmup)
+    sec = timed(steps, args.iters, device)
+    tps = args.iters * cfg.SOLVER.IMS_PER_BATCH / sec
+    emit(
+        measure="train_e2e",
+        config=name,
+        triplets_per_s=round(tps, 1),
+        iters=args.iters,
+        epochs_crossed=state["epoch"],
+        world_size=comm.get_world_size(),
+        workers=args.workers,
+        mfu=round(6 * g * 1e9 * tps / peak / comm.get_world_size(), 3) if peak else None,
+    )
+    fixed = trainer.run_step  # the model's ceiling: one batch, already on the GPU
+    b = next_batch()
+    batch = {
+        "images": {m: t.to(device) for m, t in b["images"].items()},
+        "pids": b["pids"].to(device),
+        "camids": b["camids"].to(device),
+    }
+
+    def model_steps(n):
+        for _ in range(n):
+            fixed(batch)
+
+    model_steps(10)
+    sec = timed(model_steps, args.iters // 2, device)
+    emit(
+        measure="train_model",
+        config=name,
+        world_size=comm.get_world_size(),
+        triplets_per_s=round(args.iters // 2 * per_rank * comm.get_world_size() / sec, 1),
+    )
+
+
+def bench_extract(cfg, name, model, splits, device, args):
+    records = list(splits.train) + list(splits.gallery)
+    records = (records * (args.gallery // len(records) + 1))[: args.gallery]
+    # Repeats of a record would be one sample to the evaluator's de-duplication; here every entry
+    # is extracted, so the count is the number of triplets read and encoded.
+    extract_features(cfg, model, records[:512])
+    torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    extract_features(cfg, model, records)
+    torch.cuda.synchronize(device)
+    emit(
+        measure="extract_e2e",
+        config=name,
+        triplets=len(records),
+        triplets_per_s=round(len(records) / (time.perf_counter() - t), 1),
+    )
+    h, w = cfg.INPUT.SIZE_TEST
+    bs = cfg.TEST.IMS_PER_BATCH
+    batch = {
+        "images": {m: torch.randn(bs, 3, h, w, device=device) for m in cfg.INPUT.MODALITIES},
+        "camids": torch.zeros(bs, dtype=torch.long, device=device),
+    }
+    dtype = amp_dtype(cfg, device)
+    model.eval()
+
+    @torch.no_grad()
+    def fwd(n):
+        for _ in range(n):
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                model(batch)
+
+    fwd(5)
+    n = 40
+    emit(
+        measure="extract_model",
+        config=name,
+        batch=bs,
+        triplets_per_s=round(n * bs / timed(fwd, n, device), 1),
+    )
+    model.train()
+
+
+def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
+    gen = torch.Generator(device=device).manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(nq, dim, device=device, generator=gen), dim=1)
+    g = torch.nn.functional.normalize(torch.randn(ng, dim, device=device, generator=gen), dim=1)
+    qp, gp = (
+        torch.randint(0, 1000, (nq,), device=device),
+        torch.randint(0, 1000, (ng,), device=device),
+    )
+    qc, gc = torch.randint(0, 8, (nq,), device=device), torch.randint(0, 8, (ng,), device=device)
+    rank_features(q[:100], g[:1000], qp[:100], gp[:1000], qc[:100], gc[:1000])
+    torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    cmc, m_ap, _ = rank_features(q, g, qp, gp, qc, gc, max_rank=50)
+    torch.cuda.synchronize(device)
+    emit(
+        measure="metrics",
+        queries=nq,
+        gallery=ng,
+        dim=dim,
+        seconds=round(time.perf_counter() - t, 2),
+        mAP=round(float(m_ap), 4),
+    )
+
+
+def main(args):
+    for config in args.configs:
+        name = os.path.splitext(os.path.basename(config))[0]
+        cfg = load_config(
+            config,
+            [
+                "DATASETS.ROOT_DIR",
+                args.root,
+                "OUTPUT_DIR",
+                os.path.join(args.out, name),
+                "DATALOADER.NUM_WORKERS",
+                args.workers,
+                *args.opts,
+            ],
+        )
+        device = setup(cfg)
+        peak, dev_name = peak_flops(device)
+        splits = build_dataset(cfg)
+        model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
+        g = gmacs(cfg, model, device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with SmiPeak(device.index or 0) as smi:
+            trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train))
+            bench_train(cfg, name, trainer, device, args, g, peak)
+            train_smi = smi.peak
+        emit(
+            measure="memory_train",
+            config=name,
+            nvidia_smi_MiB=train_smi,
+            torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20),
+            torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20),
+            device=dev_name,
+            gmacs_per_triplet=round(g, 2),
+            amp=str(amp_dtype(cfg, device)),
+            compile=cfg.SOLVER.COMPILE,
+        )
+        if comm.get_world_size() == 1 and not args.train_only:
+            bench_extract(cfg, name, model, splits, device, args)
+        del trainer, model
+        torch.cuda.empty_cache()
+    if comm.is_main_process() and not args.train_only:
+        bench_metrics(torch.device("cuda", comm.get_local_rank()))
+    if comm.is_main_process():
+        print("\n| measure | config | figure |\n| --- | --- | --- |")
+        for r in RESULTS:
+            fig = {k: v for k, v in r.items() if k not in ("measure", "config")}
+            print(f"| {r['measure']} | {r.get('config', '')} | {fig} |")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--root", default="bench_data", help="synthetic RGBNT201 (generated if missing)")
+    p.add_argument("--out", default="output/bench")
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--workers", type=int, default=14)
+    p.add_argument("--iters", type=int, default=200, help="timed training iterations")
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
+    p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
+    args = p.parse_args()
+    if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            sys.exit(
+                f"{args.root}/RGBNT201 is missing: generate it before torchrun with "
+                f"python tools/make_synthetic_dataset.py {args.root} --dataset RGBNT201"
+            )
+        make_synthetic(args.root, "RGBNT201", scale=1.0)
+    main(args)
