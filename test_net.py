@@ -8,38 +8,37 @@ import logging
 
 from config import ConfigError
 from data import build_dataset
-from engine import evaluate
-from engine.launch import (argument_parser, config_error_exit, derived_values, load_cfg_or_exit,
-                           provenance, setup, write_config)
+from engine import evaluate, launch
 from modeling import build_model, load_weights
 
 logger = logging.getLogger("test_net")
 
 
 def main(args):
-    cfg = load_cfg_or_exit(args)
+    cfg = launch.load_cfg_or_exit(args)
     if not cfg.TEST.WEIGHT:
         raise ConfigError("TEST.WEIGHT is empty: give the checkpoint to evaluate, "
                           "e.g. TEST.WEIGHT output/model_final.pth")
-    device = setup(cfg, log_name="test_log.txt")
+    device = launch.setup(cfg, log_name="test_log.txt")
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
     load_weights(model, cfg.TEST.WEIGHT, cfg)
     logger.info("loaded %s", cfg.TEST.WEIGHT)
     # Its own file names: evaluating inside a training folder must not overwrite that run's record.
-    write_config(cfg, derived_values(model, splits), provenance(cfg, device), "test_config.yaml")
+    derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
+    launch.write_config(cfg, derived, prov, "test_config.yaml")
     return evaluate(cfg, model, splits, split=args.split)
 
 
 def cli(argv=None):
-    parser = argument_parser("Evaluate a multi-modal ReID checkpoint.")
+    parser = launch.argument_parser("Evaluate a multi-modal ReID checkpoint.")
     parser.add_argument("--split", default="test", choices=("test", "val"),
                         help="test (query / gallery) or val (needs DATASETS.VAL_FRACTION > 0)")
     args = parser.parse_args(argv)
     try:
         main(args)
     except ConfigError as e:
-        config_error_exit(e)
+        launch.config_error_exit(e)
 
 
 if __name__ == "__main__":

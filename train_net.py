@@ -11,20 +11,19 @@ import sys
 
 from config import ConfigError
 from data import build_dataset, build_train_loader
-from engine import NonFiniteLossError, Trainer, evaluate
-from engine.launch import (argument_parser, config_error_exit, derived_values, load_cfg_or_exit,
-                           provenance, setup, write_config)
+from engine import NonFiniteLossError, Trainer, evaluate, launch
 from modeling import build_model, load_weights
 
 logger = logging.getLogger("train_net")
 
 
 def main(args):
-    cfg = load_cfg_or_exit(args)
-    device = setup(cfg)
+    cfg = launch.load_cfg_or_exit(args)
+    device = launch.setup(cfg)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
-    write_config(cfg, derived_values(model, splits), provenance(cfg, device))
+    derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
+    launch.write_config(cfg, derived, prov)
     if args.eval_only:
         if cfg.TEST.WEIGHT:
             load_weights(model, cfg.TEST.WEIGHT, cfg)
@@ -37,7 +36,7 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
+    parser = launch.argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint (unfinished epoch redone)")
     parser.add_argument("--eval-only", action="store_true",
@@ -46,7 +45,7 @@ def cli(argv=None):
     try:
         main(args)
     except ConfigError as e:
-        config_error_exit(e)
+        launch.config_error_exit(e)
     except NonFiniteLossError as e:
         logger.error("%s", e)
         sys.exit(1)

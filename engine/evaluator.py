@@ -20,7 +20,7 @@ from utils.events import EventWriter
 from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
 
-from .launch import amp_dtype, provenance
+from .launch import amp_dtype, autocast, provenance
 from .trainer import to_device
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def extract_features(cfg, model, records):
         batch = to_device(batch, device)
         for mod in miss:  # after normalisation: the modality carries no signal at all
             batch["images"][mod] = torch.zeros_like(batch["images"][mod])
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(device, dtype):
             feats = model(batch)
         indices.append(batch["index"].cpu())
         outs.append({k: v.float().cpu() for k, v in feats.items() if torch.is_tensor(v)})

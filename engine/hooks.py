@@ -44,7 +44,8 @@ class LRSchedule(HookBase):
 
 class PeriodicWriter(HookBase):
     """Every SOLVER.LOG_PERIOD iterations (and at epoch end): one host sync for the window's mean
-    losses / accuracies, then a log line (or the tqdm postfix), metrics.json and TensorBoard."""
+    losses / accuracies, then a log line (log.txt only while a tqdm bar owns the terminal, whose
+    postfix shows the losses), metrics.json and TensorBoard."""
 
     def before_train(self):
         self._train_start = time.perf_counter()
@@ -80,10 +81,11 @@ class PeriodicWriter(HookBase):
         lr = t.head_lr()
         if t.pbar is not None:
             t.pbar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
-        else:
-            body = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
-            logger.info("epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s", t.epoch,
-                        t.iter, t.iters_per_epoch, body, lr, speed, eta)
+        # With a bar on the terminal the periodic line still goes to log.txt.
+        body = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+        logger.info("epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s", t.epoch, t.iter,
+                    t.iters_per_epoch, body, lr, speed, eta,
+                    extra={"file_only": t.pbar is not None})
         step = (t.epoch - 1) * t.iters_per_epoch + t.iter
         scalars = {f"train/{k}": v for k, v in means.items()}
         scalars.update({"train/lr": lr, "train/triplets_per_s": speed})

@@ -2,6 +2,7 @@
 logging, output folder and provenance."""
 
 import argparse
+import contextlib
 import importlib.metadata
 import logging
 import os
@@ -147,3 +148,10 @@ def amp_dtype(cfg, device):
     if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
         return torch.bfloat16
     return torch.float16
+
+
+def autocast(device, dtype):
+    """torch.autocast for `dtype`, or a no-op context for full precision."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)

@@ -20,7 +20,7 @@ from utils.checkpoint import Checkpointer, read_last
 from utils.events import EventWriter
 
 from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
-from .launch import amp_dtype, provenance
+from .launch import amp_dtype, autocast, provenance
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,9 @@ class Trainer:
         return model
 
     def head_lr(self):
-        return next(g["lr"] for g in self.optimizer.param_groups if g["name"].startswith("head"))
+        """LR of the new modules (the first group when the model has only backbone tensors)."""
+        groups = self.optimizer.param_groups
+        return next((g["lr"] for g in groups if g["name"] == "head"), groups[0]["lr"])
 
     def resume(self):
         """Load OUTPUT_DIR/last_checkpoint if any; returns the last finished epoch (0 if none)."""
@@ -152,8 +154,7 @@ class Trainer:
 
     def run_step(self, batch):
         batch = to_device(batch, self.device)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             out = self.train_model(batch)
         losses = {k: v for k, v in out.items() if k.startswith("loss_")}
         if not losses:

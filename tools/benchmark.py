@@ -57,7 +57,7 @@ class SmiPeak:
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        while not self._stop.is_set():
+        while self.index >= 0 and not self._stop.is_set():
             try:
                 out = subprocess.run(
                     [
@@ -86,6 +86,8 @@ class SmiPeak:
 
 
 def peak_flops(device):
+    if device.type != "cuda":
+        return None, "cpu"
     name = torch.cuda.get_device_name(device)
     return next((v for k, v in BF16_PEAK.items() if k in name), None), name
 
@@ -106,11 +108,16 @@ def gmacs(cfg, model, device):
     return fc.get_total_flops() / 2e9
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def timed(fn, n, device):
-    torch.cuda.synchronize(device)
+    sync(device)
     t = time.perf_counter()
     fn(n)
-    torch.cuda.synchronize(device)
+    sync(device)
     return time.perf_counter() - t
 
 
@@ -174,10 +181,10 @@ def bench_extract(cfg, name, model, splits, device, args):
     # Repeats of a record would be one sample to the evaluator's de-duplication; here every entry
     # is extracted, so the count is the number of triplets read and encoded.
     extract_features(cfg, model, records[:512])
-    torch.cuda.synchronize(device)
+    sync(device)
     t = time.perf_counter()
     extract_features(cfg, model, records)
-    torch.cuda.synchronize(device)
+    sync(device)
     emit(
         measure="extract_e2e",
         config=name,
@@ -196,7 +203,9 @@ def bench_extract(cfg, name, model, splits, device, args):
     @torch.no_grad()
     def fwd(n):
         for _ in range(n):
-            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            with torch.autocast(
+                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
                 model(batch)
 
     fwd(5)
@@ -220,10 +229,10 @@ def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
     )
     qc, gc = torch.randint(0, 8, (nq,), device=device), torch.randint(0, 8, (ng,), device=device)
     rank_features(q[:100], g[:1000], qp[:100], gp[:1000], qc[:100], gc[:1000])
-    torch.cuda.synchronize(device)
+    sync(device)
     t = time.perf_counter()
     cmc, m_ap, _ = rank_features(q, g, qp, gp, qc, gc, max_rank=50)
-    torch.cuda.synchronize(device)
+    sync(device)
     emit(
         measure="metrics",
         queries=nq,
@@ -254,8 +263,10 @@ def main(args):
         splits = build_dataset(cfg)
         model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
         g = gmacs(cfg, model, device)
-        torch.cuda.reset_peak_memory_stats(device)
-        with SmiPeak(device.index or 0) as smi:
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        with SmiPeak(device.index or 0 if cuda else -1) as smi:
             trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train))
             bench_train(cfg, name, trainer, device, args, g, peak)
             train_smi = smi.peak
@@ -263,8 +274,12 @@ def main(args):
             measure="memory_train",
             config=name,
             nvidia_smi_MiB=train_smi,
-            torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20),
-            torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20),
+            torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20)
+            if cuda
+            else None,
+            torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20)
+            if cuda
+            else None,
             device=dev_name,
             gmacs_per_triplet=round(g, 2),
             amp=str(amp_dtype(cfg, device)),
@@ -273,9 +288,10 @@ def main(args):
         if comm.get_world_size() == 1 and not args.train_only:
             bench_extract(cfg, name, model, splits, device, args)
         del trainer, model
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     if comm.is_main_process() and not args.train_only:
-        bench_metrics(torch.device("cuda", comm.get_local_rank()))
+        bench_metrics(device, *args.metrics_size)
     if comm.is_main_process():
         print("\n| measure | config | figure |\n| --- | --- | --- |")
         for r in RESULTS:
@@ -292,6 +308,8 @@ if __name__ == "__main__":
     p.add_argument("--iters", type=int, default=200, help="timed training iterations")
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
+    p.add_argument("--metrics-size", type=int, nargs=2, default=(10_000, 100_000),
+                   metavar=("Q", "G"), help="queries and gallery items for the metric timing")
     p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()

@@ -18,6 +18,9 @@ def setup_logger(output_dir=None, name="log.txt"):
     fmt = logging.Formatter(_FMT, datefmt="%m/%d %H:%M:%S")
     sh = logging.StreamHandler(sys.stdout)
     sh.setFormatter(fmt)
+    # Records logged with extra={"file_only": True} (periodic lines while a progress bar owns the
+    # terminal) go to log.txt only.
+    sh.addFilter(lambda record: not getattr(record, "file_only", False))
     root.addHandler(sh)
     if main and output_dir:
         os.makedirs(output_dir, exist_ok=True)

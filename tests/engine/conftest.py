@@ -41,7 +41,7 @@ def cli(synthetic_root):
 
 @pytest.fixture(scope="session")
 def full_run(cli, tmp_path_factory):
-    """An uninterrupted 2-epoch DeMo smoke run with 0 workers (the reference of the resume tests)."""
+    """An uninterrupted 2-epoch DeMo smoke run, 0 workers: the reference of the resume tests."""
     out = tmp_path_factory.mktemp("full")
     res = cli("train_net.py", out, "DATALOADER.NUM_WORKERS", "0")
     assert res.returncode == 0, res.stderr[-3000:]

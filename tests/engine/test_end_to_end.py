@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+
 def evals(out):
     return [x for x in map(json.loads, open(os.path.join(out, "metrics.json")))
             if x["type"] == "eval"]
@@ -89,3 +90,15 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(cli, full_ru
     after = _weights(tmp_path / "last.pth")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not (tmp_path / "model_0002.pth").exists()
+
+
+@pytest.mark.slow
+def test_eval_only_on_a_bare_state_dict_repeats_the_final_evaluation(cli, full_run, tmp_path):
+    bare = tmp_path / "bare.pth"
+    torch.save(_weights(full_run / "model_final.pth"), bare)
+    res = cli("train_net.py", tmp_path / "eval", "TEST.WEIGHT", str(bare), extra=["--eval-only"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert not (tmp_path / "eval" / "last_checkpoint").exists()  # nothing was trained
+    got, want = evals(tmp_path / "eval")[-1]["results"], evals(full_run)[-1]["results"]
+    for p in want:
+        assert got[p] == pytest.approx(want[p], abs=1e-6)
