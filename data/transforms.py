@@ -78,7 +78,8 @@ class TripletTransform:
         state = random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                # the CPU generator only: torch.manual_seed would also (lazily) seed CUDA
+                torch.default_generator.manual_seed(seed)
                 random.seed(seed)
                 x = self.erase(x.contiguous())
         finally:
