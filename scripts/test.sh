@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh requirements-dev.txt
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -q "$@"

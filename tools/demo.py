@@ -25,7 +25,8 @@ from modeling import build_model  # noqa: E402
 
 logger = logging.getLogger("demo")
 CONFIGS = ("configs/_smoke/DeMo.yml", "configs/_smoke/DeMo_SDTPS.yml")
-DEMO_SCALE = 0.25  # of the real RGBNT201 counts: 43 train ids / ~1000 triplets, 8 test ids
+DEMO_SCALE = 0.25  # of the real train split: 43 ids / ~1,000 triplets
+DEMO_TEST_IDS = 30  # the real test split's ids: enough identities to share each single cue
 
 
 def with_opts(cfg, **kv):
@@ -99,12 +100,14 @@ def main(argv=None):
     p.add_argument("--root", default="datasets_synth", help="dataset root (generated if missing)")
     p.add_argument("--out", default="output/demo", help="run folders go below this")
     p.add_argument("--scale", type=float, default=DEMO_SCALE, help="synthetic set size")
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--config", action="append", dest="configs", metavar="FILE",
+                   help=f"config to run (repeatable; default: {' and '.join(CONFIGS)})")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args(argv)
+    args.configs = args.configs or list(CONFIGS)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
         print(f"generating a synthetic RGBNT201 set in {args.root} (scale {args.scale}) ...")
-        make_synthetic(args.root, "RGBNT201", scale=args.scale)
+        make_synthetic(args.root, "RGBNT201", scale=args.scale, test_ids=DEMO_TEST_IDS)
     rows = [run(c, args.root, args.out, args.opts) for c in args.configs]
     print(report(rows))
     return rows
