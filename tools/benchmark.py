@@ -140,7 +140,16 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
         for _ in range(n):
             trainer.run_step(next_batch())
 
+    def load_only(n):
+        for _ in range(n):
+            next_batch()
+
+    load_only(args.warmup)
+    sec = timed(load_only, args.iters, device)
+    emit(measure="loader", config=name, workers=args.workers,
+         triplets_per_s=round(args.iters * per_rank * comm.get_world_size() / sec, 1))
     steps(args.warmup)
+    print(f"[benchmark] {name}: warm-up done", flush=True)
     sec = timed(steps, args.iters, device)
     tps = args.iters * cfg.SOLVER.IMS_PER_BATCH / sec
     emit(
