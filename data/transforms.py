@@ -27,12 +27,12 @@ def sample_seed(seed, epoch, position, stream=0):
     return int(np.random.SeedSequence([seed, epoch, position, stream]).generate_state(1)[0])
 
 
-def to_tensor(img, size):
-    """PIL image -> float tensor (3, H, W) in [0, 1], resized to size = (H, W) with PIL bicubic."""
+def to_uint8(img, size):
+    """PIL image -> uint8 tensor (3, H, W), resized to size = (H, W) with PIL bicubic."""
     h, w = size
     if img.size != (w, h):
         img = img.resize((w, h), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
 
 
 class TripletTransform:
@@ -43,8 +43,10 @@ class TripletTransform:
         self.is_train = is_train
         self.size = tuple(inp.SIZE_TRAIN if is_train else inp.SIZE_TEST)
         self.modalities = tuple(inp.MODALITIES)
-        self.mean = torch.tensor(inp.PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(inp.PIXEL_STD, dtype=torch.float32).view(3, 1, 1)
+        mean = torch.tensor(inp.PIXEL_MEAN, dtype=torch.float32).view(3, 1, 1)
+        std = torch.tensor(inp.PIXEL_STD, dtype=torch.float32).view(3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add on the uint8 pixels
+        self.scale, self.shift = 1.0 / (255.0 * std), mean / std
         self.flip_prob = inp.PROB
         self.padding = inp.PADDING
         self.paired = inp.PAIRED_AUG
@@ -54,27 +56,36 @@ class TripletTransform:
     def __call__(self, images, epoch=0, position=0):
         out = {}
         for i, mod in enumerate(self.modalities):
-            x = to_tensor(images[mod], self.size)
+            x = to_uint8(images[mod], self.size)
             if self.is_train:
                 s = sample_seed(self.seed, epoch, position, 0 if self.paired else i + 1)
                 out[mod] = self._augment(x, s)
             else:
-                out[mod] = (x - self.mean) / self.std
+                out[mod] = self._normalise(x)
         return out
 
+    def _normalise(self, x):
+        return x.float().mul_(self.scale).sub_(self.shift)
+
     def _augment(self, x, seed):
-        """Flip, pad + crop, normalise, erase (3, H, W) -> (3, H, W), all drawn from `seed`."""
+        """Flip, pad + crop, normalise, erase: uint8 (3, H, W) -> float (3, H, W), all drawn from
+        `seed`. Flip and crop move uint8 pixels (a quarter of the bytes of float)."""
         g = torch.Generator().manual_seed(seed)
         if torch.rand(1, generator=g).item() < self.flip_prob:
             x = x.flip(-1)
         p = self.padding
         if p > 0:
             h, w = self.size
-            x = F.pad(x, (p, p, p, p))
-            top = int(torch.randint(0, 2 * p + 1, (1,), generator=g))
-            left = int(torch.randint(0, 2 * p + 1, (1,), generator=g))
-            x = x[:, top:top + h, left:left + w]
-        x = (x - self.mean) / self.std
+            top = int(torch.randint(0, 2 * p + 1, (1,), generator=g)) - p
+            left = int(torch.randint(0, 2 * p + 1, (1,), generator=g)) - p
+            # the (h, w) window at (top, left) of the zero-padded image, without building it
+            crop = torch.zeros_like(x, memory_format=torch.contiguous_format)
+            ys, xs = slice(max(0, top), min(h, h + top)), slice(max(0, left), min(w, w + left))
+            yd = slice(ys.start - top, ys.stop - top)
+            xd = slice(xs.start - left, xs.stop - left)
+            crop[:, yd, xd] = x[:, ys, xs]
+            x = crop
+        x = self._normalise(x)
         state = random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):

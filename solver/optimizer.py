@@ -54,10 +54,13 @@ def build_optimizer(cfg, model):
     if not groups:
         raise ValueError("the model has no trainable parameters")
     name = cfg.SOLVER.OPTIMIZER_NAME
+    # One fused kernel per step on the GPU instead of a loop over the ~200 tensors.
+    fused = all(p.is_cuda for g in groups for p in g["params"])
     if name == "SGD":
-        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
+        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                               fused=fused)
     if name == "AdamW":
-        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR)
+        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, fused=fused)
     if name == "Adam":
-        return torch.optim.Adam(groups, lr=cfg.SOLVER.BASE_LR)
+        return torch.optim.Adam(groups, lr=cfg.SOLVER.BASE_LR, fused=fused)
     raise ValueError(f"SOLVER.OPTIMIZER_NAME {name!r}: use Adam, AdamW or SGD")

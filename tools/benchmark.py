@@ -17,9 +17,9 @@ global batch split and rank 0 reports.
 """
 
 import argparse
+import faulthandler
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -50,39 +50,34 @@ def emit(**row):
 
 
 class SmiPeak:
-    """Polls nvidia-smi for this GPU's used memory (what DeMo's anchor reports)."""
+    """Polls this GPU's used memory through NVML (what nvidia-smi, the anchor's measure, shows)."""
 
     def __init__(self, index):
         self.index, self.peak, self._stop = index, 0, threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        while self.index >= 0 and not self._stop.is_set():
-            try:
-                out = subprocess.run(
-                    [
-                        "nvidia-smi",
-                        "-i",
-                        str(self.index),
-                        "--query-gpu=memory.used",
-                        "--format=csv,noheader,nounits",
-                    ],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                ).stdout
-                self.peak = max(self.peak, int(out.strip().splitlines()[0]))
-            except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
-                return
-            self._stop.wait(0.2)
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception:  # no NVML here (CPU run): report 0
+            return
+        while not self._stop.is_set():
+            used = pynvml.nvmlDeviceGetMemoryInfo(handle).used // 2**20
+            self.peak = max(self.peak, int(used))
+            self._stop.wait(0.1)
 
     def __enter__(self):
-        self._t.start()
+        if self.index >= 0:
+            self._t.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._t.join()
+        if self._t.is_alive():
+            self._t.join(timeout=5)
 
 
 def peak_flops(device):
@@ -319,9 +314,12 @@ if __name__ == "__main__":
     p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
     p.add_argument("--metrics-size", type=int, nargs=2, default=(10_000, 100_000),
                    metavar=("Q", "G"), help="queries and gallery items for the metric timing")
+    p.add_argument("--hang-timeout", type=float, default=540, help="seconds before giving up")
     p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()
+    # A stuck run prints every thread's stack and exits instead of eating the lease.
+    faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
             sys.exit(

@@ -9,7 +9,8 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Small and fast: 4 ids x 2 images a batch, 2 epochs, logs every iteration.
 FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2",
-        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16"]
+        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16", "SOLVER.CHECKPOINT_PERIOD", "1",
+        "SOLVER.WARMUP_ITERS", "1"]
 
 
 class Cli:
