@@ -1,6 +1,6 @@
 """GPU benchmark: training and feature-extraction throughput, metric time, peak memory, MFU.
 
-    python tools/benchmark.py --root /tmp/bench [--configs A.yml ...] [--workers 14] [KEY VALUE ...]
+    python tools/benchmark.py --root /tmp/bench [--config A.yml ...] [--workers 14] [KEY VALUE ...]
 
 For each config (default: the RGBNT201 DeMo and DeMo_SDTPS recipes at batch 64, random weights) on a
 synthetic RGBNT201 set at full size (generated under --root when missing):
@@ -307,7 +307,8 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--root", default="bench_data", help="synthetic RGBNT201 (generated if missing)")
     p.add_argument("--out", default="output/bench")
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--config", action="append", dest="configs", metavar="FILE",
+                   help=f"config to measure (repeatable; default: {' and '.join(CONFIGS)})")
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--iters", type=int, default=200, help="timed training iterations")
     p.add_argument("--warmup", type=int, default=30)
@@ -318,6 +319,7 @@ if __name__ == "__main__":
     p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()
+    args.configs = args.configs or list(CONFIGS)
     # A stuck run prints every thread's stack and exits instead of eating the lease.
     faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
