@@ -19,6 +19,7 @@ from utils import comm
 from utils.events import EventWriter
 from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
+from utils.visualize import write_token_maps
 
 from .launch import amp_dtype, autocast, provenance
 from .trainer import to_device
@@ -156,6 +157,9 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None):
                     len(query), len(gallery), len(records), splits.protocol, cfg.TEST.MISS,
                     cfg.TEST.RE_RANKING, t_feat, t_rank, _table(results))
         _write(cfg, results, split, writer, step, device)
+        if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
+                                           None) is not None:
+            write_token_maps(cfg, model, query, writer, step)
     return comm.broadcast_object(results)
 
 

@@ -41,7 +41,7 @@ def load_cfg_or_exit(args):
 
 
 def config_error_exit(err):
-    print(f"config error: {err}", file=sys.stderr)
+    sys.stderr.write(f"config error: {err}\n")
     sys.exit(2)
 
 

@@ -25,7 +25,8 @@ def build_backbone(cfg):
     else:
         logger.warning(
             "MODEL.PRETRAIN_PATH is empty: the %s backbone is RANDOMLY INITIALISED; "
-            "pass MODEL.PRETRAIN_PATH /path/to/weights to start from pretrained weights",
+            "pass MODEL.PRETRAIN_PATH <file> (e.g. OpenAI's ViT-B-16.pt) to start from pretrained "
+            "weights",
             cfg.MODEL.TRANSFORMER_TYPE,
         )
     return backbone

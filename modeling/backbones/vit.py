@@ -125,47 +125,19 @@ class ReIDViT(VisionTransformer):
 def build_vit(cfg, kind):
     """kind: ViT-B-16 (CLIP), vit_base_patch16_224 (ImageNet), tiny_clip or tiny_vit."""
     m, tiny = cfg.MODEL, cfg.MODEL.TINY
-    common = dict(
-        img_size=tuple(cfg.INPUT.SIZE_TRAIN),
-        stride=tuple(m.STRIDE_SIZE),
-        drop=m.DROP_OUT,
-        attn_drop=m.ATT_DROP_RATE,
-    )
-    if kind == "ViT-B-16":
-        # The CLIP tower was trained without stochastic depth; DeMo runs it without.
-        return ReIDViT(
-            clip=True, patch_size=16, width=768, depth=12, heads=12, out_dim=512, **common
-        )
-    if kind == "vit_base_patch16_224":
-        return ReIDViT(
-            clip=False,
-            patch_size=16,
-            width=768,
-            depth=12,
-            heads=12,
-            drop_path=m.DROP_PATH,
-            **common,
-        )
-    if kind == "tiny_clip":
-        return ReIDViT(
-            clip=True,
-            patch_size=tiny.PATCH_SIZE,
-            width=tiny.WIDTH,
-            depth=tiny.DEPTH,
-            heads=tiny.HEADS,
-            out_dim=tiny.EMBED_DIM,
-            **common,
-        )
-    if kind == "tiny_vit":
-        return ReIDViT(
-            clip=False,
-            patch_size=tiny.PATCH_SIZE,
-            width=tiny.WIDTH,
-            depth=tiny.DEPTH,
-            heads=tiny.HEADS,
-            drop_path=m.DROP_PATH,
-            **common,
-        )
+    small = dict(patch_size=tiny.PATCH_SIZE, width=tiny.WIDTH, depth=tiny.DEPTH, heads=tiny.HEADS)
+    base = dict(patch_size=16, width=768, depth=12, heads=12)
+    # CLIP towers were trained without stochastic depth (DeMo runs them without); CLIP projects
+    # every token to out_dim.
+    specs = {
+        "ViT-B-16": dict(clip=True, out_dim=512, **base),
+        "vit_base_patch16_224": dict(clip=False, drop_path=m.DROP_PATH, **base),
+        "tiny_clip": dict(clip=True, out_dim=tiny.EMBED_DIM, **small),
+        "tiny_vit": dict(clip=False, drop_path=m.DROP_PATH, **small),
+    }
+    if kind in specs:
+        return ReIDViT(img_size=tuple(cfg.INPUT.SIZE_TRAIN), stride=tuple(m.STRIDE_SIZE),
+                       drop=m.DROP_OUT, attn_drop=m.ATT_DROP_RATE, **specs[kind])
     raise KeyError(f"unknown MODEL.TRANSFORMER_TYPE {kind!r}")
 
 
