@@ -1,6 +1,12 @@
 """Print a model's size, cost per triplet and token flow, without data.
 
     python tools/model_info.py --config_file configs/RGBNT201/DeMo.yml [KEY VALUE ...]
+    python tools/model_info.py --config_file configs/RGBNT201/DeMo.yml --compare [--batch 8]
+
+--compare prints the plain baseline (PIFE / HDM / ATM off), DeMo and DeMo_SDTPS side by side, built
+with the config's dataset and input settings: parameters, GMACs and the mean forward time of one
+eval batch on MODEL.DEVICE (--reps timed repetitions after a warm-up; --no-latency skips it,
+--no-flops skips the cost count).
 
 Cost is counted with torch.utils.flop_counter (2 FLOPs per multiply-add) on one random triplet in
 eval
@@ -11,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -60,12 +67,103 @@ def model_info(cfg):
     }
 
 
+# The three rows of --compare: overrides applied after the config file and its KEY VALUE pairs.
+VARIANTS = {
+    "baseline": ["MODEL.USE_SDTPS", "False", "MODEL.GLOBAL_LOCAL", "False", "MODEL.HDM", "False",
+                 "MODEL.ATM", "False", "TEST.RETURN_PATTERN", "1"],
+    "DeMo": ["MODEL.USE_SDTPS", "False", "MODEL.GLOBAL_LOCAL", "True", "MODEL.HDM", "True",
+             "MODEL.ATM", "True"],
+    "DeMo_SDTPS": ["MODEL.USE_SDTPS", "True", "MODEL.GLOBAL_LOCAL", "True"],
+}
+
+
+def _device(cfg):
+    want = cfg.MODEL.DEVICE
+    cuda = torch.cuda.is_available() and want in ("auto", "cuda")
+    return torch.device("cuda" if cuda else "cpu")
+
+
+@torch.no_grad()
+def latency_ms(cfg, model, batch_size=8, reps=5):
+    """Mean eval forward time (ms) of a batch of `batch_size` random triplets on MODEL.DEVICE,
+    after one warm-up forward."""
+    device = _device(cfg)
+    model = model.to(device).eval()
+    h, w = cfg.INPUT.SIZE_TEST
+    batch = {"images": {m: torch.randn(batch_size, 3, h, w, device=device)
+                        for m in cfg.INPUT.MODALITIES},
+             "camids": torch.zeros(batch_size, dtype=torch.long, device=device)}
+    model(batch)
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        model(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return 1000 * sum(times) / len(times)
+
+
+def compare(config_file, opts, batch_size=8, reps=5, flops=True, latency=True):
+    """{variant: {"params_m", "gmacs" (or None), "latency_ms" (or None)}} of the three rows."""
+    rows = {}
+    for name, extra in VARIANTS.items():
+        cfg = load_config(config_file, [*opts, *extra])
+        if flops:
+            row = model_info(cfg)
+        else:
+            torch.manual_seed(0)
+            model = build_model(cfg, NUM_CLASSES[cfg.DATASETS.NAMES],
+                                NUM_CAMERAS[cfg.DATASETS.NAMES])
+            row = {"params_m": count_trainable(model) / 1e6, "gmacs": None}
+        row["latency_ms"] = None
+        if latency:
+            torch.manual_seed(0)
+            model = build_model(cfg, NUM_CLASSES[cfg.DATASETS.NAMES],
+                                NUM_CAMERAS[cfg.DATASETS.NAMES])
+            row["latency_ms"] = latency_ms(cfg, model, batch_size, reps)
+            row["device"] = str(_device(cfg))
+        rows[name] = row
+    return rows
+
+
+def print_compare(rows, config_file, batch_size):
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    print(f"config: {config_file} (dataset and input settings shared by the three rows)")
+    lat = f"latency (ms, batch {batch_size})"
+    print(f"| {'model':<10} | {'params (M)':>10} | {'GMACs':>8} | {lat:>24} |")
+    print(f"| {'-' * 10} | {'-' * 10} | {'-' * 8} | {'-' * 24} |")
+    for name, r in rows.items():
+        print(f"| {name:<10} | {r['params_m']:>10.2f} | {fmt(r['gmacs'], '8.2f'):>8} | "
+              f"{fmt(r['latency_ms'], '24.1f'):>24} |")
+    devices = {r["device"] for r in rows.values() if "device" in r}
+    if devices:
+        print("latency measured on " + ", ".join(sorted(devices)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config_file", "--config-file", required=True)
+    parser.add_argument("--compare", action="store_true",
+                        help="baseline, DeMo and DeMo_SDTPS side by side")
+    parser.add_argument("--batch", type=int, default=8, help="--compare: latency batch size")
+    parser.add_argument("--reps", type=int, default=5, help="--compare: timed repetitions")
+    parser.add_argument("--no-latency", dest="latency", action="store_false",
+                        help="--compare: skip the latency measurement")
+    parser.add_argument("--no-flops", dest="flops", action="store_false",
+                        help="--compare: skip the GMACs count (parameters only)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.compare:
+        rows = compare(args.config_file, args.opts, args.batch, args.reps, args.flops,
+                       args.latency)
+        print_compare(rows, args.config_file, args.batch)
+        return rows
     info = model_info(load_config(args.config_file, args.opts))
     print(f"config:               {args.config_file}")
     print(f"trainable parameters: {info['params_m']:.2f} M")
