@@ -17,7 +17,6 @@ import random
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from timm.data.random_erasing import RandomErasing
 

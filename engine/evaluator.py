@@ -85,7 +85,7 @@ def extract_features(cfg, model, records):
     return {k: v[order] for k, v in feats.items()}
 
 
-def _metrics(cfg, q, g, qr, gr, protocol, device):
+def rank_metrics(cfg, q, g, qr, gr, protocol, device):
     """Percent metrics for features q (Q, D), g (G, D) of query records qr / gallery records gr."""
     def ids(records, field):
         return torch.tensor([getattr(r, field) for r in records])
@@ -150,7 +150,8 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None):
         results = {}
         for p in patterns:
             f = select_pattern(feats, p)
-            results[p] = _metrics(cfg, f[q_idx], f[g_idx], query, gallery, splits.protocol, device)
+            results[p] = rank_metrics(cfg, f[q_idx], f[g_idx], query, gallery, splits.protocol,
+                                      device)
         t_rank = time.perf_counter() - start - t_feat
         logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, miss %s, "
                     "re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name, split,

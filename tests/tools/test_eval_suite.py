@@ -1,0 +1,34 @@
+"""tools/eval_suite.py on a 1-epoch smoke checkpoint: the table's rows (7 settings + average)
+and columns (return_patterns), its Markdown and JSON files, and the seed statistics."""
+
+import json
+
+import pytest
+
+from tools import eval_suite
+
+ROWS = ["none", "r", "n", "t", "rn", "rt", "nt", eval_suite.AVERAGE]
+
+
+def test_suite_table(sdtps_args, tmp_path):
+    args = sdtps_args
+    patterns = [1, 2, 3]
+    res = eval_suite.main([*args, "--out", str(tmp_path)])
+    assert list(res) == ROWS and all(list(row) == patterns for row in res.values())
+    avg = sum(res[s][1]["mAP"] for s in ROWS[1:7]) / 6
+    assert res[eval_suite.AVERAGE][1]["mAP"] == pytest.approx(avg)
+    table = (tmp_path / "suite.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 8 and all(r.count("|") == 2 + len(patterns) for r in rows)
+    assert [r.split("|")[1].strip() for r in rows[1:]] == ROWS
+    assert " / " in rows[1]  # mAP / Rank-1 per cell
+    saved = json.loads((tmp_path / "suite.json").read_text())["results"]
+    assert saved["rt"]["2"]["R1"] == pytest.approx(res["rt"][2]["R1"])
+
+
+def test_seed_statistics_and_table():
+    runs = [{"none": {1: {"mAP": m, "R1": r}}} for m, r in ((50.0, 60.0), (52.0, 64.0))]
+    stats = eval_suite.seed_stats(runs)
+    assert stats["none"][1]["mAP"]["mean"] == 51.0
+    assert stats["none"][1]["R1"]["std"] == pytest.approx(2 ** 1.5)
+    assert "51.00 ± 1.41 / 62.00 ± 2.83" in eval_suite.markdown(stats, "seeds")

@@ -1,0 +1,192 @@
+"""The missing-modality suite: full-modality evaluation and the six TEST.MISS settings (r, n, t,
+rn, rt, nt) for every return_pattern, in one table (mAP / Rank-1 per cell, and the averages over
+the missing settings), printed and written as Markdown and JSON.
+
+    python tools/eval_suite.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT model.pth
+    python tools/eval_suite.py --config_file X --seeds 0 1 2    # train once per seed, mean +- std
+    python tools/eval_suite.py --config_file X --features feats/  # saved query / gallery features
+
+Features are extracted once per setting (7 passes) and every pattern is ranked from them, with the
+evaluation's own ranking (engine.evaluator). --seeds trains through train_net.py's path into
+OUTPUT_DIR/seed_<s>/ and evaluates each model_final.pth. --features ranks the files of
+tools/extract_features.py (one setting, one pattern: those they were extracted with).
+Output: --out (default OUTPUT_DIR/eval_suite)/suite.md and suite.json.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from types import SimpleNamespace
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import train_net  # noqa: E402
+from data import build_dataset  # noqa: E402
+from engine import extract_features, launch  # noqa: E402
+from engine.evaluator import PATTERN_NAMES, rank_metrics, union_records  # noqa: E402
+from modeling import select_pattern  # noqa: E402
+from tools.extract_features import load_model, load_split, need_weight, parse_args  # noqa: E402
+
+SETTINGS = ("none", "r", "n", "t", "rn", "rt", "nt")
+AVERAGE = "avg missing"
+METRICS = ("mAP", "R1")
+
+
+def with_opts(cfg, **kv):
+    """A frozen copy of cfg with dotted keys replaced, e.g. with_opts(cfg, **{"TEST.MISS": "r"})."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    for key, value in kv.items():
+        *path, last = key.split(".")
+        node = cfg
+        for p in path:
+            node = node[p]
+        node[last] = value
+    cfg.freeze()
+    return cfg
+
+
+def add_average(results):
+    """{setting: {pattern: metrics}} + the AVERAGE row: the mean over the missing settings."""
+    missing = [s for s in results if s != "none"]
+    if missing:
+        patterns = results[missing[0]]
+        results[AVERAGE] = {p: {k: statistics.fmean(results[s][p][k] for s in missing)
+                                for k in results[missing[0]][p]} for p in patterns}
+    return results
+
+
+def run_suite(cfg, model, splits, settings=SETTINGS):
+    """{setting: {pattern: {"mAP", "mINP", "R1", "R5", "R10"}}} plus the AVERAGE row."""
+    device = next(model.parameters()).device
+    query, gallery = splits.query, splits.gallery
+    records, q_idx, g_idx = union_records(query, gallery)
+    results = {}
+    for miss in settings:
+        c = with_opts(cfg, **{"TEST.MISS": miss})
+        feats = extract_features(c, model, records)
+        results[miss] = {}
+        for p in model.patterns:
+            f = select_pattern(feats, p)
+            results[miss][p] = rank_metrics(c, f[q_idx], f[g_idx], query, gallery, splits.protocol,
+                                        device)
+        print(f"miss {miss:>4}: " + ", ".join(
+            f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in results[miss].items()))
+    return add_average(results)
+
+
+def features_suite(cfg, folder):
+    """The suite's one cell of saved features (tools/extract_features.py): query vs gallery."""
+    (qf, qi, meta), (gf, gi, _) = load_split(folder, "query"), load_split(folder, "gallery")
+
+    def records(ids):
+        return [SimpleNamespace(pid=int(p), camid=int(c), sceneid=int(s))
+                for p, c, s in zip(ids["pid"], ids["camid"], ids["sceneid"])]
+
+    m = rank_metrics(cfg, torch.from_numpy(qf), torch.from_numpy(gf), records(qi), records(gi),
+                 meta["protocol"], torch.device("cpu"))
+    return {meta["miss"]: {int(meta["pattern"]): m}}, meta
+
+
+def seed_stats(runs):
+    """[results per seed] -> {setting: {pattern: {metric: {"mean", "std", "values"}}}}."""
+    first = runs[0]
+    return {s: {p: {k: {"mean": statistics.fmean(v := [r[s][p][k] for r in runs]),
+                        "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+                    for k in first[s][p]} for p in first[s]} for s in first}
+
+
+def cell(m):
+    """'mAP / R1' of one metrics dict (plain numbers, or seed statistics: mean ± std)."""
+    def one(v):
+        return f"{v['mean']:.2f} ± {v['std']:.2f}" if isinstance(v, dict) else f"{v:.2f}"
+
+    return " / ".join(one(m[k]) for k in METRICS)
+
+
+def markdown(results, title):
+    """Rows: TEST.MISS settings (+ the average over the missing ones); columns: return_patterns;
+    cells: mAP / Rank-1 in percent."""
+    patterns = list(next(iter(results.values())))
+    head = ["TEST.MISS"] + [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})" for p in patterns]
+    lines = [f"### {title}", "", "mAP / Rank-1 (%)", "", "| " + " | ".join(head) + " |",
+             "| " + " | ".join("---" for _ in head) + " |"]
+    for s, row in results.items():
+        lines.append(f"| {s} | " + " | ".join(cell(row[p]) for p in patterns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(out, results, title, extra):
+    os.makedirs(out, exist_ok=True)
+    text = markdown(results, title)
+    with open(os.path.join(out, "suite.md"), "w") as f:
+        f.write(text)
+    payload = {"title": title, **extra,
+               "results": {s: {str(p): m for p, m in row.items()} for s, row in results.items()}}
+    with open(os.path.join(out, "suite.json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    print(text)
+    print(f"written to {out}/suite.md and suite.json")
+
+
+def train_seed(args, seed):
+    """Trains the config once with SOLVER.SEED seed (train_net.py's main) -> model_final.pth."""
+    cfg = launch.load_cfg_or_exit(args)
+    out = os.path.join(cfg.OUTPUT_DIR, f"seed_{seed}")
+    opts = [*args.opts, "SOLVER.SEED", str(seed), "OUTPUT_DIR", out]
+    train_net.main(argparse.Namespace(config_file=args.config_file, opts=opts, resume=False,
+                                      eval_only=False))
+    return opts, os.path.join(out, "model_final.pth")
+
+
+def main(argv=None):
+    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", default=None, metavar="SEED",
+                        help="train once per seed (SOLVER.SEED) and report mean / std")
+    parser.add_argument("--features", default="",
+                        help="evaluate the query / gallery files of tools/extract_features.py")
+    parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/eval_suite)")
+    args = parse_args(parser, argv)
+    if args.seeds:  # nargs="+" also takes the KEY VALUE pairs that follow the seeds
+        n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
+                 len(args.seeds))
+        args.opts = args.seeds[n:] + args.opts
+        args.seeds = [int(s) for s in args.seeds[:n]]
+    cfg = launch.load_cfg_or_exit(args)
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "eval_suite")
+    if args.features:
+        results, meta = features_suite(cfg, args.features)
+        extra = {k: meta[k] for k in ("weight", "dataset", "protocol", "pattern", "miss")}
+        write(out, results, f"{meta['dataset']}: saved features {args.features}",
+              {**extra, "features": args.features})
+        return results
+    if args.seeds:
+        runs, weights = [], []
+        for seed in args.seeds:
+            opts, weight = train_seed(args, seed)
+            c = launch.load_cfg_or_exit(argparse.Namespace(
+                config_file=args.config_file, opts=[*opts, "TEST.WEIGHT", weight]))
+            device = launch.setup(c, log_name="suite_log.txt")
+            splits = build_dataset(c)
+            runs.append(run_suite(c, load_model(c, device, splits), splits))
+            weights.append(weight)
+        results = seed_stats(runs)
+        title = f"{cfg.DATASETS.NAMES}: mean ± std over seeds {' '.join(map(str, args.seeds))}"
+        write(out, results, title, {"seeds": args.seeds, "weights": weights,
+                                    "config": args.config_file})
+        return results
+    need_weight(cfg)
+    device = launch.setup(cfg, log_name="suite_log.txt")
+    splits = build_dataset(cfg)
+    results = run_suite(cfg, load_model(cfg, device, splits), splits)
+    write(out, results, f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}",
+          {"weight": cfg.TEST.WEIGHT, "config": args.config_file, "protocol": splits.protocol})
+    return results
+
+
+if __name__ == "__main__":
+    main()

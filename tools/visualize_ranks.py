@@ -1,0 +1,93 @@
+"""Rank lists: each query triplet and its top-10 gallery triplets, green border for the query's
+id, red for another, after the protocol's removal (same id and camera, or same id and scene).
+
+    python tools/visualize_ranks.py --config_file configs/RGBNT201/DeMo_SDTPS.yml \
+        TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--pattern 3] [--out DIR]
+
+Features, normalisation (TEST.FEAT_NORM) and distances are those of the evaluation
+(engine.extract_features, squared Euclidean); TEST.MISS zero-fills as in evaluation. One PNG per
+query (default OUTPUT_DIR/vis_ranks/), the modalities stacked in each panel.
+"""
+
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from data import build_dataset  # noqa: E402
+from engine import extract_features, launch  # noqa: E402
+from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
+from modeling import select_pattern  # noqa: E402
+from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
+from utils.metrics import pairwise_distance  # noqa: E402
+from utils.visualize import display_images, rank_figure  # noqa: E402
+
+TOP = 10
+
+
+def removed(q, g, protocol):
+    """Gallery records the protocol removes for query record q: bool (G,)."""
+    same_id = torch.tensor([r.pid == q.pid for r in g])
+    field = "sceneid" if protocol == "scene" else "camid"
+    return same_id & torch.tensor([getattr(r, field) == getattr(q, field) for r in g])
+
+
+def ranked(cfg, q_feat, g_feats, q, gallery, protocol, top=TOP):
+    """Indices of the top gallery records for one query (Euclidean on the evaluation's
+    features), with the protocol's junk removed; ties broken by gallery order (stable sort)."""
+    if cfg.TEST.FEAT_NORM:
+        q_feat, g_feats = F.normalize(q_feat, dim=-1), F.normalize(g_feats, dim=-1)
+    dist = pairwise_distance(q_feat[None], g_feats)[0]
+    dist[removed(q, gallery, protocol)] = float("inf")
+    order = torch.sort(dist, stable=True).indices
+    return [int(i) for i in order[:top] if torch.isfinite(dist[i])]
+
+
+def caption(rec, rank=None):
+    head = "query" if rank is None else f"#{rank}"
+    return f"{head} id {rec.pid}\ncam {rec.camid + 1}" + (
+        f" sc {rec.sceneid}" if rec.sceneid >= 0 else "")
+
+
+def main(argv=None):
+    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=8, help="number of queries")
+    parser.add_argument("--pattern", type=int, default=0,
+                        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
+    parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_ranks)")
+    args = parse_args(parser, argv)
+    cfg = launch.load_cfg_or_exit(args)
+    need_weight(cfg)
+    pattern = args.pattern or cfg.TEST.RETURN_PATTERN
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "vis_ranks")
+    device = launch.setup(cfg, log_name="vis_log.txt")
+    splits = build_dataset(cfg)
+    model = load_model(cfg, device, splits)
+    if pattern not in model.patterns:
+        raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
+    query, gallery = splits.query[: args.num], splits.gallery
+    records, q_idx, g_idx = union_records(query, gallery)
+    feats = select_pattern(extract_features(cfg, model, records), pattern)
+    q_feats, g_feats = feats[q_idx], feats[g_idx]
+    os.makedirs(out, exist_ok=True)
+    mods, paths = cfg.INPUT.MODALITIES, []
+    for i, q in enumerate(query):
+        top = ranked(cfg, q_feats[i], g_feats, q, gallery, splits.protocol)
+        panels = [(display_images(cfg, gallery[j]), caption(gallery[j], r + 1),
+                   gallery[j].pid == q.pid) for r, j in enumerate(top)]
+        hits = sum(p[2] for p in panels)
+        title = (f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
+                 f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}")
+        fig, _ = rank_figure((display_images(cfg, q), caption(q)), panels, mods, title)
+        name = os.path.splitext(os.path.basename(q.files[mods[0]]))[0]
+        paths.append(os.path.join(out, f"{i:03d}_{name}.png"))
+        fig.save(paths[-1])
+    print(f"{len(paths)} rank pictures (pattern {pattern}) written to {out}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""SDTPS token-selection pictures: which patches each modality keeps and how the aggregation
+weighs them, for the first N test triplets (query split).
+
+    python tools/visualize_tokens.py --config_file configs/RGBNT201/DeMo_SDTPS.yml \
+        TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--out DIR]
+
+One PNG per triplet (default OUTPUT_DIR/vis_tokens/): the modalities side by side, top row kept
+patches bright and outlined, dropped ones dimmed; bottom row the aggregation weight each patch
+receives, summed over the N_c aggregated tokens; a legend with K, N_c, beta and N.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from data import build_dataset  # noqa: E402
+from engine import launch  # noqa: E402
+from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
+from utils.visualize import token_figures  # noqa: E402
+
+
+def main(argv=None):
+    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=8, help="number of test triplets")
+    parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_tokens)")
+    args = parse_args(parser, argv)
+    cfg = launch.load_cfg_or_exit(args)
+    if not cfg.MODEL.USE_SDTPS:
+        sys.exit(f"{args.config_file or 'this config'} has no SDTPS head (MODEL.USE_SDTPS False): "
+                 "there is no token selection to show; use a DeMo_SDTPS config")
+    need_weight(cfg)
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "vis_tokens")
+    device = launch.setup(cfg, log_name="vis_log.txt")
+    splits = build_dataset(cfg)
+    model = load_model(cfg, device, splits)
+    records = splits.query[: args.num]
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for i, (rec, fig) in enumerate(zip(records, token_figures(cfg, model, records))):
+        name = os.path.splitext(os.path.basename(rec.files[cfg.INPUT.MODALITIES[0]]))[0]
+        paths.append(os.path.join(out, f"{i:03d}_{name}.png"))
+        fig.save(paths[-1])
+    print(f"{len(paths)} token-selection pictures written to {out}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
