@@ -2,8 +2,7 @@
 
 For a target modality m with the two others a, b: scores s = (1 - 2 beta) s_pred + beta (s_a + s_b +
 2 s_self) over its N patches, top-K kept (K = ceil(N * sparse)), the dropped ones fused into one
-extra
-token, the kept ones aggregated into N_c = int(N * aggr * sparse) tokens. Output per modality:
+extra token, the kept ones aggregated into N_c = int(N * aggr * sparse) tokens. Output per modality:
 (B, N_c + 1, C); feature = mean of those tokens; sdtps_feat = [R ; N ; T] (B, 3C).
 """
 
@@ -15,9 +14,8 @@ import torch.nn.functional as F
 
 
 def minmax_cosine(patches, glob, eps=1e-8):
-    """patches (B, N, C), glob (B, C) -> cosines min-max normalised per sample to [0, 1], fp32 (B,
-    N).
-    """
+    """patches (B, N, C), glob (B, C) -> cosines min-max normalised per sample to [0, 1], (B, N),
+    in fp32 (a 1e-8 epsilon is 0 in fp16)."""
     cos = (
         F.normalize(patches.float(), dim=-1) * F.normalize(glob.float(), dim=-1).unsqueeze(1)
     ).sum(-1)
@@ -70,9 +68,7 @@ class TokenSparse(nn.Module):
 
 
 class TokenAggregation(nn.Module):
-    """K kept tokens -> N_c tokens: weights = masked softmax over K of scale *
-    MLP(LayerNorm(token)).
-    """
+    """K kept tokens -> N_c tokens; weights: masked softmax over K of scale * MLP(LayerNorm(x))."""
 
     def __init__(self, dim, num_out):
         super().__init__()
@@ -116,8 +112,9 @@ class MultiModalSDTPS(nn.Module):
         self.num_out = int(num_patches * aggr_ratio * sparse_ratio)
         if not (1 <= self.num_out and self.keep < num_patches):
             raise ValueError(
-                f"SDTPS with N={num_patches}, sparse {sparse_ratio}, aggr {aggr_ratio} "
-                f"gives K={self.keep}, N_c={self.num_out}; need K < N and N_c >= 1"
+                f"MODEL.SDTPS_SPARSE_RATIO {sparse_ratio} and MODEL.SDTPS_AGGR_RATIO {aggr_ratio} "
+                f"give K={self.keep}, N_c={self.num_out} for the backbone's N={num_patches} "
+                "patches; need K < N and N_c >= 1"
             )
         self.use_gumbel, self.gumbel_tau = use_gumbel, gumbel_tau
         self.sparse = nn.ModuleList(
