@@ -99,6 +99,7 @@ _C.SOLVER.IMS_PER_BATCH = 64  # global batch (triplets) over all ranks = P x K
 _C.SOLVER.SEED = 1111  # global seed (model init, sampler, augmentation)
 _C.SOLVER.AMP = "auto"  # auto (bf16/fp16 on GPU, off on CPU), bf16, fp16, off
 _C.SOLVER.COMPILE = False  # torch.compile the model
+_C.SOLVER.COMPILE_MODE = "default"  # torch.compile mode (reduce-overhead: CUDA graphs)
 _C.SOLVER.GRAD_CLIP = 0.0  # clip the gradient norm to this (0 = off)
 _C.SOLVER.CHECKPOINT_PERIOD = 10  # model_{epoch:04d}.pth every N epochs
 _C.SOLVER.KEEP_CHECKPOINTS = 2  # keep the last N model_{epoch}.pth files

@@ -270,6 +270,8 @@ def check(cfg):
     need(
         s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off"
     )
+    modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    need(s.COMPILE_MODE in modes, f"SOLVER.COMPILE_MODE {s.COMPILE_MODE!r} is not one of {modes}")
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
     need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")

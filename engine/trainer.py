@@ -82,7 +82,7 @@ class Trainer:
             # per-step cost of find_unused_parameters.
             model = DistributedDataParallel(model, device_ids=ids, static_graph=True)
         if self.cfg.SOLVER.COMPILE:
-            model = torch.compile(model)
+            model = torch.compile(model, mode=self.cfg.SOLVER.COMPILE_MODE)
         return model
 
     def head_lr(self):

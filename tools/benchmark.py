@@ -287,7 +287,7 @@ def main(args):
             device=dev_name,
             gmacs_per_triplet=round(g, 2),
             amp=str(amp_dtype(cfg, device)),
-            compile=cfg.SOLVER.COMPILE,
+            compile=cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE,
         )
         if comm.get_world_size() == 1 and not args.train_only:
             bench_extract(cfg, name, model, splits, device, args)
