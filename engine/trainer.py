@@ -154,6 +154,8 @@ class Trainer:
 
     def run_step(self, batch):
         batch = to_device(batch, self.device)
+        if self.cfg.SOLVER.COMPILE and self.cfg.SOLVER.COMPILE_MODE == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier outputs may be reused
         with autocast(self.device, self.amp_dtype):
             out = self.train_model(batch)
         losses = {k: v for k, v in out.items() if k.startswith("loss_")}
