@@ -141,8 +141,12 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
 
     load_only(args.warmup)
     sec = timed(load_only, args.iters, device)
-    emit(measure="loader", config=name, workers=args.workers,
-         triplets_per_s=round(args.iters * per_rank * comm.get_world_size() / sec, 1))
+    emit(
+        measure="loader",
+        config=name,
+        workers=args.workers,
+        triplets_per_s=round(args.iters * per_rank * comm.get_world_size() / sec, 1),
+    )
     steps(args.warmup)
     print(f"[benchmark] {name}: warm-up done", flush=True)
     sec = timed(steps, args.iters, device)
@@ -176,6 +180,24 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
         config=name,
         world_size=comm.get_world_size(),
         triplets_per_s=round(args.iters // 2 * per_rank * comm.get_world_size() / sec, 1),
+    )
+    if args.profile and comm.is_main_process():
+        profile_steps(model_steps, args.profile, name)
+
+
+def profile_steps(steps, n, name):
+    """The GPU time of `n` training steps by operator, largest first (where the next gain is)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        steps(n)
+        torch.cuda.synchronize()
+    print(f"[benchmark] {name}: profile of {n} model-only training steps", flush=True)
+    print(
+        prof.key_averages().table(
+            sort_by="cuda_time_total", row_limit=30, max_name_column_width=70
+        ),
+        flush=True,
     )
 
 
@@ -307,15 +329,33 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--root", default="bench_data", help="synthetic RGBNT201 (generated if missing)")
     p.add_argument("--out", default="output/bench")
-    p.add_argument("--config", action="append", dest="configs", metavar="FILE",
-                   help=f"config to measure (repeatable; default: {' and '.join(CONFIGS)})")
+    p.add_argument(
+        "--config",
+        action="append",
+        dest="configs",
+        metavar="FILE",
+        help=f"config to measure (repeatable; default: {' and '.join(CONFIGS)})",
+    )
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--iters", type=int, default=200, help="timed training iterations")
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
-    p.add_argument("--metrics-size", type=int, nargs=2, default=(10_000, 100_000),
-                   metavar=("Q", "G"), help="queries and gallery items for the metric timing")
+    p.add_argument(
+        "--metrics-size",
+        type=int,
+        nargs=2,
+        default=(10_000, 100_000),
+        metavar=("Q", "G"),
+        help="queries and gallery items for the metric timing",
+    )
     p.add_argument("--hang-timeout", type=float, default=540, help="seconds before giving up")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print a GPU profile of N model-only training steps",
+    )
     p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()
