@@ -189,13 +189,18 @@ def profile_steps(steps, n, name):
     """The GPU time of `n` training steps by operator, largest first (where the next gain is)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    cuda = torch.cuda.is_available()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
         steps(n)
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
     print(f"[benchmark] {name}: profile of {n} model-only training steps", flush=True)
     print(
         prof.key_averages().table(
-            sort_by="cuda_time_total", row_limit=30, max_name_column_width=70
+            sort_by=f"{'cuda' if cuda else 'cpu'}_time_total",
+            row_limit=30,
+            max_name_column_width=70,
         ),
         flush=True,
     )
