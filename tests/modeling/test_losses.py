@@ -1,0 +1,35 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling.losses import id_loss, triplet_loss
+
+
+def test_batch_hard_triplet_matches_a_per_anchor_loop():
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(8, 16, generator=g)
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    dist = torch.cdist(feat, feat)
+    soft, hard = [], []
+    for i in range(8):
+        ap = max(dist[i, j] for j in range(8) if pids[j] == pids[i])
+        an = min(dist[i, j] for j in range(8) if pids[j] != pids[i])
+        soft.append(F.softplus(ap - an))
+        hard.append(F.relu(ap - an + 0.3))
+    assert triplet_loss(feat, pids).item() == pytest.approx(torch.stack(soft).mean().item(), 1e-5)
+    assert triplet_loss(feat, pids, 0.3).item() == pytest.approx(torch.stack(hard).mean().item(),
+                                                                 1e-5)
+
+
+def test_triplet_without_negatives_is_zero_with_finite_gradients():
+    feat = torch.randn(4, 8, requires_grad=True)
+    loss = triplet_loss(feat, torch.zeros(4, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(feat.grad).all()
+
+
+def test_label_smoothed_cross_entropy_by_hand():
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    logp = logits.log_softmax(dim=1)[0]
+    expected = -(0.9 + 0.1 / 3) * logp[0] - (0.1 / 3) * (logp[1] + logp[2])
+    assert id_loss(logits, torch.tensor([0]), 0.1).item() == pytest.approx(expected.item(), 1e-6)
