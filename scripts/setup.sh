@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv --system-site-packages .venv
-  # Where $PY is itself a virtual environment (the GPU image's python3 is), --system-site-packages
-  # reaches the base interpreter only: a .pth file makes $PY's own packages (torch) visible too.
-  if "$PY" -c "import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)"; then
-    own=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    "$PY" -c "import site; print('\n'.join(site.getsitepackages()))" > "$own/_parent_site.pth"
-  fi
+fi
+# Where $PY is itself a virtual environment (the GPU image's python3 is), --system-site-packages
+# reaches the base interpreter only: a .pth file makes $PY's own packages (torch) visible too.
+if "$PY" -c "import sys; sys.exit(0 if sys.prefix != sys.base_prefix else 1)"; then
+  own=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  "$PY" -c "import site; print('\n'.join(site.getsitepackages()))" > "$own/_parent_site.pth"
 fi
 if .venv/bin/python -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if (2, 11) <= v < (2, 15) else 1)" 2>/dev/null; then
   constraints=()
