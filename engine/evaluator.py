@@ -63,20 +63,23 @@ def extract_features(cfg, model, records):
         loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
     indices, outs = [], []
     for batch in loader:
+        indices.append(batch["index"])  # kept on the host
         batch = to_device(batch, device)
         for mod in miss:  # after normalisation: the modality carries no signal at all
             batch["images"][mod] = torch.zeros_like(batch["images"][mod])
         with autocast(device, dtype):
             feats = model(batch)
-        indices.append(batch["index"].cpu())
-        outs.append({k: v.float().cpu() for k, v in feats.items() if torch.is_tensor(v)})
+        outs.append({k: v.float() for k, v in feats.items() if torch.is_tensor(v)})
     model.train(was_training)
-    shards = comm.gather_object((indices, outs))
+    # One device-to-host copy per feature kind at the end, not a synchronising copy per batch.
+    local = (torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+             {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]} if outs else {})
+    shards = comm.gather_object(local)
     if shards is None:
         return None
-    index = torch.cat([i for idx, _ in shards for i in idx])
-    keys = next(o.keys() for _, out in shards for o in out)
-    feats = {k: torch.cat([o[k] for _, out in shards for o in out]) for k in keys}
+    index = torch.cat([idx for idx, _ in shards])
+    keys = next(f.keys() for _, f in shards if f)
+    feats = {k: torch.cat([f[k] for _, f in shards if f]) for k in keys}
     if index.numel() != len(records) or not torch.equal(index.sort().values,
                                                          torch.arange(len(records))):
         raise RuntimeError(f"the test loader returned {index.numel()} items for {len(records)} "
