@@ -30,7 +30,7 @@ def main(args):
         else:
             logger.warning("--eval-only without TEST.WEIGHT: evaluating the untrained model")
         return evaluate(cfg, model, splits, split="test")
-    loader = build_train_loader(cfg, splits.train)
+    loader = build_train_loader(cfg, splits.train, device=device)
     trainer = Trainer(cfg, model, loader, functools.partial(evaluate, cfg, splits=splits))
     return trainer.train(resume=args.resume)
 

@@ -22,6 +22,9 @@ _C.MODEL.SIE_COE = 1.0  # scale of the SIE embedding
 _C.MODEL.DROP_PATH = 0.1  # stochastic depth of the ImageNet ViT backbone (the CLIP tower has none)
 _C.MODEL.DROP_OUT = 0.0  # dropout inside the backbone
 _C.MODEL.ATT_DROP_RATE = 0.0  # attention dropout inside the backbone
+# Backbone attention kernel: auto (torch's choice), cudnn, flash, efficient, math. Same result;
+# speed differs by device and sequence length (docs/PERFORMANCE.md).
+_C.MODEL.SDPA_BACKEND = "auto"
 _C.MODEL.GLOBAL_LOCAL = True  # PIFE: global = reduce([cls ; mean(patches)]) per modality
 _C.MODEL.HDM = True  # DeMo's hierarchical decoupling module (seven query attentions)
 _C.MODEL.ATM = True  # DeMo's attention-triggered mixture of experts (needs HDM)
@@ -98,7 +101,7 @@ _C.SOLVER.LR_NOISE = True  # DeMo's multiplicative LR noise (67 %, seeded 42 + e
 _C.SOLVER.IMS_PER_BATCH = 64  # global batch (triplets) over all ranks = P x K
 _C.SOLVER.SEED = 1111  # global seed (model init, sampler, augmentation)
 _C.SOLVER.AMP = "auto"  # auto (bf16/fp16 on GPU, off on CPU), bf16, fp16, off
-_C.SOLVER.COMPILE = False  # torch.compile the model
+_C.SOLVER.COMPILE = False  # torch.compile the model, for training and evaluation
 _C.SOLVER.COMPILE_MODE = "default"  # torch.compile mode (reduce-overhead: CUDA graphs)
 _C.SOLVER.GRAD_CLIP = 0.0  # clip the gradient norm to this (0 = off)
 _C.SOLVER.CHECKPOINT_PERIOD = 10  # model_{epoch:04d}.pth every N epochs

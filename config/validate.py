@@ -270,6 +270,9 @@ def check(cfg):
     need(
         s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off"
     )
+    backends = ("auto", "cudnn", "flash", "efficient", "math")
+    need(m.SDPA_BACKEND in backends,
+         f"MODEL.SDPA_BACKEND {m.SDPA_BACKEND!r} is not one of {backends}")
     modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
     need(s.COMPILE_MODE in modes, f"SOLVER.COMPILE_MODE {s.COMPILE_MODE!r} is not one of {modes}")
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")

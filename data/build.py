@@ -1,9 +1,12 @@
 """Train and test loaders of batch dicts (docs/ARCHITECTURE.md, `data`).
 
 Batch: {"images": {modality: FloatTensor(B, 3, H, W)}, "pids", "camids", "sceneids", "index":
-LongTensor(B), "paths": list[str]}. `index` is the record's position in the list given to the
-builder. With DATASETS.SKIP_BAD an unreadable sample is left out of its batch (B shrinks), logged by
-the worker, and the train loader logs each epoch's total: nothing is dropped silently.
+LongTensor(B), "paths": list[str]}, on the loader's `device` (the CPU when None). `index` is the
+record's position in the list given to the builder. Workers hand over uint8 pixels and their
+augmentation draws ("draws", "noise_seed"); the loader copies them to `device` and finishes the
+pixel work there (data/transforms.py). With DATASETS.SKIP_BAD an unreadable sample is left out of
+its batch (B shrinks), logged by the worker, and the train loader logs each epoch's total: nothing
+is dropped silently.
 """
 
 import logging
@@ -15,7 +18,7 @@ from utils import comm
 
 from .datasets import DatasetError, read_images
 from .samplers import EpochBatchSampler, shard_range
-from .transforms import TripletTransform
+from .transforms import NOISE_SEED, BatchTransform, TripletTransform
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +42,14 @@ class TripletDataset(Dataset):
                 raise
             logger.warning("DATASETS.SKIP_BAD: skipping sample %s: %s", rec.key, e)
             return None
-        return {"images": self.transform(images, epoch, pos), "pid": rec.pid, "camid": rec.camid,
+        pixels, draws = self.transform(images, epoch, pos)
+        return {"images": pixels, "draws": draws, "pid": rec.pid, "camid": rec.camid,
                 "sceneid": rec.sceneid, "index": idx, "path": rec.key}
 
 
 class Collate:
-    """Sample dicts (None = skipped) -> one batch dict; an all-skipped batch has B = 0."""
+    """Sample dicts (None = skipped) -> one batch dict of uint8 images; an all-skipped batch has
+    B = 0. Training batches also carry "draws" (B, M, N_DRAWS) and "noise_seed" (an int)."""
 
     def __init__(self, modalities, size):
         self.modalities, self.size = tuple(modalities), tuple(size)
@@ -54,21 +59,53 @@ class Collate:
         if samples:
             images = {m: torch.stack([s["images"][m] for s in samples]) for m in self.modalities}
         else:
-            images = {m: torch.zeros(0, 3, *self.size) for m in self.modalities}
+            images = {m: torch.zeros(0, 3, *self.size, dtype=torch.uint8)
+                      for m in self.modalities}
 
         def longs(key):
             return torch.tensor([s[key] for s in samples], dtype=torch.long)
 
-        return {"images": images, "pids": longs("pid"), "camids": longs("camid"),
-                "sceneids": longs("sceneid"), "index": longs("index"),
-                "paths": [s["path"] for s in samples]}
+        batch = {"images": images, "pids": longs("pid"), "camids": longs("camid"),
+                 "sceneids": longs("sceneid"), "index": longs("index"),
+                 "paths": [s["path"] for s in samples]}
+        if samples and samples[0]["draws"] is not None:
+            batch["draws"] = torch.stack([s["draws"] for s in samples])
+            batch["noise_seed"] = int(batch["draws"][0, 0, NOISE_SEED])
+        return batch
 
 
-class TrainLoader:
-    """A DataLoader over an EpochBatchSampler; call set_epoch(e) (1-based) before each epoch."""
+def to_device(batch, device):
+    """Tensors (also inside dicts) to `device` without blocking the host; the rest as is."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
 
-    def __init__(self, loader, batch_sampler):
-        self.loader, self.batch_sampler = loader, batch_sampler
+
+class DeviceLoader:
+    """Iterates a DataLoader and finishes each batch on `device` (None: where it is): a
+    non-blocking copy of the uint8 pixels (from pinned memory on CUDA), then the BatchTransform."""
+
+    def __init__(self, loader, transform, device=None):
+        self.loader, self.transform, self.device = loader, transform, device
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.device is not None:
+                batch = to_device(batch, self.device)
+            yield self.transform(batch)
+
+
+class TrainLoader(DeviceLoader):
+    """A DeviceLoader over an EpochBatchSampler; call set_epoch(e) (1-based) before each epoch."""
+
+    def __init__(self, loader, batch_sampler, transform, device=None):
+        super().__init__(loader, transform, device)
+        self.batch_sampler = batch_sampler
 
     def set_epoch(self, epoch):
         self.batch_sampler.set_epoch(epoch)
@@ -78,7 +115,7 @@ class TrainLoader:
 
     def __iter__(self):
         skipped = 0
-        for batch in self.loader:
+        for batch in super().__iter__():
             skipped += self.batch_sampler.local - len(batch["paths"])
             if len(batch["paths"]):
                 yield batch
@@ -96,8 +133,9 @@ def _loader_kwargs(cfg):
     return kw
 
 
-def build_train_loader(cfg, records, rank=None, world_size=None):
-    """TrainLoader of this rank's IMS_PER_BATCH / world_size share of every global batch."""
+def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
+    """TrainLoader of this rank's IMS_PER_BATCH / world_size share of every global batch, its
+    batches finished on `device` (the training device; None: the CPU)."""
     sampler = EpochBatchSampler(
         [r.pid for r in records], cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
         cfg.SOLVER.SEED, identity=cfg.DATALOADER.SAMPLER == "softmax_triplet", rank=rank,
@@ -106,15 +144,17 @@ def build_train_loader(cfg, records, rank=None, world_size=None):
     loader = DataLoader(dataset, batch_sampler=sampler,
                         collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TRAIN),
                         **_loader_kwargs(cfg))
-    return TrainLoader(loader, sampler)
+    return TrainLoader(loader, sampler, BatchTransform(cfg, True), device)
 
 
-def build_test_loader(cfg, records, rank=None, world_size=None):
-    """Sequential DataLoader over this rank's contiguous shard; batches carry `index`."""
+def build_test_loader(cfg, records, rank=None, world_size=None, device=None):
+    """Sequential loader over this rank's contiguous shard, batches finished on `device` (None:
+    the CPU); batches carry `index`."""
     shard = shard_range(len(records), rank, world_size)
     ws = comm.get_world_size() if world_size is None else world_size
     batch = max(1, cfg.TEST.IMS_PER_BATCH // ws)
     dataset = TripletDataset(records, TripletTransform(cfg, False), cfg.DATASETS.SKIP_BAD)
-    return DataLoader(dataset, batch_sampler=BatchSampler(list(shard), batch, drop_last=False),
-                      collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TEST),
-                      **_loader_kwargs(cfg))
+    loader = DataLoader(dataset, batch_sampler=BatchSampler(list(shard), batch, drop_last=False),
+                        collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TEST),
+                        **_loader_kwargs(cfg))
+    return DeviceLoader(loader, BatchTransform(cfg, False), device)

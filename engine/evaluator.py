@@ -21,8 +21,7 @@ from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
 from utils.visualize import write_token_maps
 
-from .launch import amp_dtype, autocast, provenance
-from .trainer import to_device
+from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
 
 logger = logging.getLogger(__name__)
 
@@ -58,21 +57,29 @@ def extract_features(cfg, model, records):
     miss = missing_modalities(cfg)
     was_training = model.training
     model.eval()
-    loader = build_test_loader(cfg, records)
+    loader = build_test_loader(cfg, records, device=device)
     if comm.is_main_process() and sys.stdout.isatty():
         loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
+    forward, full = compile_model(cfg, model), None
     indices, outs = [], []
     for batch in loader:
-        indices.append(batch["index"])  # kept on the host
-        batch = to_device(batch, device)
+        indices.append(batch["index"])
         for mod in miss:  # after normalisation: the modality carries no signal at all
             batch["images"][mod] = torch.zeros_like(batch["images"][mod])
+        n = len(batch["paths"])
+        full = full or n
+        if forward is not model and n < full:  # the compiled graph's shape: no recompilation
+            batch = _pad(batch, full)
+        if uses_cuda_graphs(cfg):
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, dtype):
-            feats = model(batch)
-        outs.append({k: v.float() for k, v in feats.items() if torch.is_tensor(v)})
+            feats = forward(batch)
+        # a copy: a CUDA graph's next replay overwrites its outputs
+        outs.append({k: v[:n].to(torch.float32, copy=True) for k, v in feats.items()
+                     if torch.is_tensor(v)})
     model.train(was_training)
     # One device-to-host copy per feature kind at the end, not a synchronising copy per batch.
-    local = (torch.cat(indices) if indices else torch.empty(0, dtype=torch.long),
+    local = (torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long),
              {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]} if outs else {})
     shards = comm.gather_object(local)
     if shards is None:
@@ -86,6 +93,15 @@ def extract_features(cfg, model, records):
                            "records (duplicates or gaps across ranks)")
     order = torch.argsort(index)
     return {k: v[order] for k, v in feats.items()}
+
+
+def _pad(batch, size):
+    """The model's inputs of `batch` padded with zeros to `size` samples."""
+    def pad(x):
+        return torch.cat([x, x.new_zeros(size - len(x), *x.shape[1:])])
+
+    return {"images": {m: pad(x) for m, x in batch["images"].items()},
+            "camids": pad(batch["camids"])}
 
 
 def rank_metrics(cfg, q, g, qr, gr, protocol, device):

@@ -155,3 +155,16 @@ def autocast(device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def compile_model(cfg, model):
+    """SOLVER.COMPILE: `model` under torch.compile (SOLVER.COMPILE_MODE, static shapes: one graph
+    per batch shape), sharing its parameters; otherwise `model` itself."""
+    if not cfg.SOLVER.COMPILE:
+        return model
+    return torch.compile(model, mode=cfg.SOLVER.COMPILE_MODE, dynamic=False)
+
+
+def uses_cuda_graphs(cfg):
+    """Whether compiled calls replay CUDA graphs, whose outputs the next replay overwrites."""
+    return cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE == "reduce-overhead"

@@ -14,28 +14,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from data.build import to_device
 from solver import build_optimizer, build_scheduler
 from utils import comm
 from utils.checkpoint import Checkpointer, read_last
 from utils.events import EventWriter
 
 from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
-from .launch import amp_dtype, autocast, provenance
+from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or inf; the message names the epoch, iteration and loss."""
-
-
-def to_device(batch, device):
-    """Tensors (also inside dicts) to `device` without blocking the host; the rest as is."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 class Trainer:
@@ -81,9 +73,7 @@ class Trainer:
             # static_graph lets DDP cope with parameters a configuration never uses, without the
             # per-step cost of find_unused_parameters.
             model = DistributedDataParallel(model, device_ids=ids, static_graph=True)
-        if self.cfg.SOLVER.COMPILE:
-            model = torch.compile(model, mode=self.cfg.SOLVER.COMPILE_MODE)
-        return model
+        return compile_model(self.cfg, model)
 
     def head_lr(self):
         """LR of the new modules (the first group when the model has only backbone tensors)."""
@@ -154,7 +144,7 @@ class Trainer:
 
     def run_step(self, batch):
         batch = to_device(batch, self.device)
-        if self.cfg.SOLVER.COMPILE and self.cfg.SOLVER.COMPILE_MODE == "reduce-overhead":
+        if uses_cuda_graphs(self.cfg):
             torch.compiler.cudagraph_mark_step_begin()  # a new step: earlier outputs may be reused
         with autocast(self.device, self.amp_dtype):
             out = self.train_model(batch)
@@ -179,30 +169,31 @@ class Trainer:
         self._accumulate({"loss_total": total, **out})
 
     def _accumulate(self, values):
-        """Device-side window sums, and for each key the first iteration it was non-finite."""
-        for k, v in values.items():
-            v = v.detach().float().reshape(())
-            if k not in self._window:
-                zero = torch.zeros((), device=v.device)
-                self._window[k] = [zero, torch.full((), -1.0, device=v.device), 0]
-            acc = self._window[k]
-            bad = (acc[1] < 0) & ~torch.isfinite(v)
-            acc[1] = torch.where(bad, float(self.iter), acc[1])
-            acc[0] = acc[0] + torch.nan_to_num(v)
-            acc[2] += 1
+        """Device-side window sums, and for each key the first iteration it was non-finite: a few
+        kernels on one stacked vector, whatever the number of values."""
+        keys = sorted(values)
+        v = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+        w = self._window
+        if not w:
+            w = self._window = {"keys": keys, "sum": torch.zeros_like(v),
+                                "first_bad": torch.full_like(v, -1.0), "n": 0}
+        elif w["keys"] != keys:
+            raise RuntimeError(f"the training outputs changed from {w['keys']} to {keys}")
+        w["first_bad"] = torch.where((w["first_bad"] < 0) & ~torch.isfinite(v),
+                                     float(self.iter), w["first_bad"])
+        w["sum"] = w["sum"] + torch.nan_to_num(v)
+        w["n"] += 1
 
     def flush_window(self):
         """Mean of each value over the window and over ranks (one host sync); raises
         NonFiniteLossError naming epoch, iteration and key if any loss was NaN or inf."""
-        keys = sorted(self._window)
-        if not keys:
+        w, self._window = self._window, {}
+        if not w:
             return {}
-        sums = torch.stack([self._window[k][0] for k in keys])
-        first_bad = comm.all_reduce_max(torch.stack([self._window[k][1] for k in keys]))
-        means = (comm.reduce_mean(sums) / torch.tensor([self._window[k][2] for k in keys],
-                                                       device=sums.device)).tolist()
+        keys = w["keys"]
+        first_bad = comm.all_reduce_max(w["first_bad"])
+        means = (comm.reduce_mean(w["sum"]) / w["n"]).tolist()
         bad = first_bad.tolist()
-        self._window = {}
         broken = [(int(it), k) for it, k in zip(bad, keys) if it >= 0 and k.startswith("loss_")]
         if broken:
             it, key = min(broken)

@@ -53,7 +53,8 @@ class MultiModalReID(nn.Module):
         if camids is None:
             raise ValueError("MODEL.SIE_CAMERA is on: the batch needs 'camids'")
         bad = (camids < 0) | (camids >= self.num_cameras)
-        if camids.is_cuda:  # a device-side assert: no host sync on the training hot path
+        # a device-side assert: no host sync on the training hot path (nor a graph break)
+        if camids.is_cuda or torch.compiler.is_compiling():
             torch._assert_async(~bad.any(), f"camera ids must be in [0, {self.num_cameras})")
         elif bool(bad.any()):
             raise ValueError(

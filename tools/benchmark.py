@@ -31,9 +31,10 @@ import torch  # noqa: E402
 from config import load_config  # noqa: E402
 from data import build_dataset, build_train_loader  # noqa: E402
 from data.synthetic import make_synthetic  # noqa: E402
+from data.transforms import BatchTransform  # noqa: E402
 from engine import Trainer  # noqa: E402
 from engine.evaluator import extract_features  # noqa: E402
-from engine.launch import amp_dtype, setup  # noqa: E402
+from engine.launch import amp_dtype, compile_model, setup, uses_cuda_graphs  # noqa: E402
 from modeling import build_model  # noqa: E402
 from utils import comm  # noqa: E402
 from utils.metrics import rank_features  # noqa: E402
@@ -181,6 +182,13 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
         world_size=comm.get_world_size(),
         triplets_per_s=round(args.iters // 2 * per_rank * comm.get_world_size() / sec, 1),
     )
+    if cfg.SOLVER.COMPILE:
+        from torch._dynamo.utils import counters
+
+        # graphs: compiled graphs so far (1 = no graph break); skips: graphs left without CUDA
+        # graphs in reduce-overhead mode (TORCH_LOGS=perf_hints says why)
+        emit(measure="compile", config=name, graphs=counters["stats"]["unique_graphs"],
+             cudagraph_skips=counters["inductor"]["cudagraph_skips"])
     if args.profile and comm.is_main_process():
         profile_steps(model_steps, args.profile, name)
 
@@ -224,20 +232,27 @@ def bench_extract(cfg, name, model, splits, device, args):
     )
     h, w = cfg.INPUT.SIZE_TEST
     bs = cfg.TEST.IMS_PER_BATCH
-    batch = {
-        "images": {m: torch.randn(bs, 3, h, w, device=device) for m in cfg.INPUT.MODALITIES},
+    pixels = {
+        "images": {
+            m: torch.randint(0, 256, (bs, 3, h, w), dtype=torch.uint8, device=device)
+            for m in cfg.INPUT.MODALITIES
+        },
         "camids": torch.zeros(bs, dtype=torch.long, device=device),
     }
+    normalise = BatchTransform(cfg, False)
     dtype = amp_dtype(cfg, device)
+    forward = compile_model(cfg, model)
     model.eval()
 
     @torch.no_grad()
     def fwd(n):
         for _ in range(n):
+            if uses_cuda_graphs(cfg):
+                torch.compiler.cudagraph_mark_step_begin()
             with torch.autocast(
                 device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                model(batch)
+                forward(normalise(pixels))
 
     fwd(5)
     n = 40
@@ -248,6 +263,46 @@ def bench_extract(cfg, name, model, splits, device, args):
         triplets_per_s=round(n * bs / timed(fwd, n, device), 1),
     )
     model.train()
+
+
+def bench_attention(cfg, model, device, iters=20):
+    """Forward + backward of one block's attention at the training shape, per SDPA backend."""
+    import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    attn = model.backbone.blocks[0].attn
+    b = cfg.SOLVER.IMS_PER_BATCH * len(cfg.INPUT.MODALITIES)
+    n = model.backbone.num_patches + 1
+    dtype = amp_dtype(cfg, device) or torch.float32
+    shape = (b, attn.num_heads, n, attn.head_dim)
+    q, k, v = (torch.randn(shape, device=device, dtype=dtype, requires_grad=True) for _ in "qkv")
+    grad = torch.randn(shape, device=device, dtype=dtype)
+
+    def run(fn):
+        def steps(m):
+            for _ in range(m):
+                fn(q, k, v).backward(grad)
+
+        steps(3)
+        return 1e3 * timed(steps, iters, device) / iters
+
+    def sdpa(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v)
+
+    for name in ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH"):
+        try:
+            with sdpa_kernel([getattr(SDPBackend, name)]):
+                ms = round(run(sdpa), 3)
+        except RuntimeError as e:
+            ms = f"unavailable: {str(e).splitlines()[0][:80]}"
+        emit(measure="attention", backend=name, shape=list(shape), ms_fwd_bwd=ms)
+
+    def math(q, k, v):
+        with sdpa_kernel([SDPBackend.MATH]):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    emit(measure="attention", backend="MATH, torch.compile", shape=list(shape),
+         ms_fwd_bwd=round(run(torch.compile(math)), 3))
 
 
 def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
@@ -294,34 +349,38 @@ def main(args):
         splits = build_dataset(cfg)
         model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
         g = gmacs(cfg, model, device)
+        if "attention" in args.measures and config == args.configs[0]:
+            bench_attention(cfg, model, device)
         cuda = device.type == "cuda"
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        with SmiPeak(device.index or 0 if cuda else -1) as smi:
-            trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train))
-            bench_train(cfg, name, trainer, device, args, g, peak)
-            train_smi = smi.peak
-        emit(
-            measure="memory_train",
-            config=name,
-            nvidia_smi_MiB=train_smi,
-            torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20)
-            if cuda
-            else None,
-            torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20)
-            if cuda
-            else None,
-            device=dev_name,
-            gmacs_per_triplet=round(g, 2),
-            amp=str(amp_dtype(cfg, device)),
-            compile=cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE,
-        )
-        if comm.get_world_size() == 1 and not args.train_only:
+        if "train" in args.measures:
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            with SmiPeak(device.index or 0 if cuda else -1) as smi:
+                trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train, device=device))
+                bench_train(cfg, name, trainer, device, args, g, peak)
+                train_smi = smi.peak
+            emit(
+                measure="memory_train",
+                config=name,
+                nvidia_smi_MiB=train_smi,
+                torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20)
+                if cuda
+                else None,
+                torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20)
+                if cuda
+                else None,
+                device=dev_name,
+                gmacs_per_triplet=round(g, 2),
+                amp=str(amp_dtype(cfg, device)),
+                compile=cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE,
+            )
+        trainer = None
+        if comm.get_world_size() == 1 and "extract" in args.measures:
             bench_extract(cfg, name, model, splits, device, args)
         del trainer, model
         if cuda:
             torch.cuda.empty_cache()
-    if comm.is_main_process() and not args.train_only:
+    if comm.is_main_process() and "metrics" in args.measures:
         bench_metrics(device, *args.metrics_size)
     if comm.is_main_process():
         print("\n| measure | config | figure |\n| --- | --- | --- |")
@@ -361,10 +420,20 @@ if __name__ == "__main__":
         metavar="N",
         help="print a GPU profile of N model-only training steps",
     )
-    p.add_argument("--train-only", action="store_true", help="skip extraction and metrics")
+    p.add_argument(
+        "--measures",
+        nargs="+",
+        default=["train", "extract", "metrics"],
+        choices=["train", "extract", "metrics", "attention"],
+        help="what to measure (default: train extract metrics; attention: forward + backward of "
+        "the backbone's attention per SDPA backend)",
+    )
+    p.add_argument("--train-only", action="store_true", help="the same as --measures train")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()
     args.configs = args.configs or list(CONFIGS)
+    if args.train_only:
+        args.measures = ["train"]
     # A stuck run prints every thread's stack and exits instead of eating the lease.
     faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):

@@ -55,7 +55,7 @@ def run(config_file, root, out, opts):
     trainer = Trainer(
         cfg,
         model,
-        build_train_loader(cfg, splits.train),
+        build_train_loader(cfg, splits.train, device=device),
         functools.partial(evaluate, cfg, splits=splits),
     )
     after = trainer.train()

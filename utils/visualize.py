@@ -250,7 +250,6 @@ def token_figures(cfg, model, records, title_fn=None):
     model: an eval-capable MultiModalReID with SDTPS; records: data Records (a few).
     """
     from data import build_test_loader
-    from engine.trainer import to_device
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -258,8 +257,8 @@ def token_figures(cfg, model, records, title_fn=None):
     geometry, info = model_geometry(model), sdtps_legend(cfg, model)
     figures = []
     try:
-        for batch in build_test_loader(cfg, records, rank=0, world_size=1):
-            out = model(to_device(batch, device), return_selection=True)
+        for batch in build_test_loader(cfg, records, rank=0, world_size=1, device=device):
+            out = model(batch, return_selection=True)
             sel = out["selection"]
             for b, idx in enumerate(batch["index"].tolist()):
                 rec = records[idx]

@@ -11,12 +11,15 @@ the CLIP path adds it to the class token before the position embedding, the Imag
 tokens.
 """
 
+import contextlib
 from functools import partial
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import VisionTransformer
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 class StridedPatchEmbed(PatchEmbed):
@@ -45,6 +48,21 @@ class StridedPatchEmbed(PatchEmbed):
         )
         self.num_patches = self.grid_size[0] * self.grid_size[1]
 
+    def forward(self, x):
+        if self.stride != self.patch_size or not self.flatten:
+            return super().forward(x)
+        # Non-overlapping patches: the convolution is one matrix product over the unfolded
+        # patches (a GPU convolution kernel with a 16x16 stride-16 window runs several times
+        # slower than the same product); same weights, same (c, y, x) order as Conv2d's.
+        b, c, h, w = x.shape
+        if (h, w) != self.img_size:
+            raise ValueError(f"input images are {h}x{w}, the model is built for "
+                             f"{self.img_size[0]}x{self.img_size[1]}")
+        (ph, pw), (gh, gw) = self.patch_size, self.grid_size
+        x = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, -1)
+        x = F.linear(x, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)
+        return self.norm(x)
+
 
 class ReIDViT(VisionTransformer):
     """A VisionTransformer that returns every token and takes an optional SIE embedding.
@@ -70,6 +88,7 @@ class ReIDViT(VisionTransformer):
         drop_path=0.0,
         drop=0.0,
         attn_drop=0.0,
+        sdpa_backend="auto",
     ):
         super().__init__(
             img_size=img_size,
@@ -90,6 +109,7 @@ class ReIDViT(VisionTransformer):
             embed_layer=partial(StridedPatchEmbed, stride=stride),
         )
         self.clip = clip
+        self.sdpa_backend = sdpa_backend
         self.width = width
         self.out_dim = out_dim if clip else width
         if clip:
@@ -116,10 +136,19 @@ class ReIDViT(VisionTransformer):
         if sie is not None and not self.clip:
             x = x + sie.unsqueeze(1).to(x.dtype)
         x = self.norm_pre(self.pos_drop(x))
-        x = self.norm(self.blocks(x))
+        with self._attention_kernel():
+            x = self.norm(self.blocks(x))
         if self.proj is not None:
             x = x @ self.proj
         return x
+
+
+    def _attention_kernel(self):
+        if self.sdpa_backend == "auto":
+            return contextlib.nullcontext()
+        name = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
+                "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}[self.sdpa_backend]
+        return sdpa_kernel([getattr(SDPBackend, name)])
 
 
 def build_vit(cfg, kind):
@@ -137,7 +166,8 @@ def build_vit(cfg, kind):
     }
     if kind in specs:
         return ReIDViT(img_size=tuple(cfg.INPUT.SIZE_TRAIN), stride=tuple(m.STRIDE_SIZE),
-                       drop=m.DROP_OUT, attn_drop=m.ATT_DROP_RATE, **specs[kind])
+                       drop=m.DROP_OUT, attn_drop=m.ATT_DROP_RATE, sdpa_backend=m.SDPA_BACKEND,
+                       **specs[kind])
     raise KeyError(f"unknown MODEL.TRANSFORMER_TYPE {kind!r}")
 
 

@@ -30,7 +30,9 @@ def test_batch_layout(train_setup):
     cfg, s = train_setup()
     loader = build_train_loader(cfg, s.train)
     batch = next(iter(loader))
-    assert set(batch) == {"images", "pids", "camids", "sceneids", "index", "paths"}
+    assert set(batch) == {"images", "pids", "camids", "sceneids", "index", "paths", "draws",
+                          "noise_seed"}
+    assert batch["draws"].shape == (16, 3, 8) and isinstance(batch["noise_seed"], int)
     assert list(batch["images"]) == ["RGB", "NI", "TI"]
     for x in batch["images"].values():
         assert x.shape == (16, 3, 64, 32) and x.dtype == torch.float32
@@ -109,13 +111,13 @@ def test_duplicate_draw_gets_two_augmentations(train_setup):
 
 def test_paired_augmentation(train_setup):
     cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.PROB", 1.0, "INPUT.RE_PROB", 0.0)
-    t = TripletTransform(cfg, True)
     img = Image.fromarray(np.arange(64 * 32 * 3, dtype=np.uint8).reshape(64, 32, 3))
-    out = t({"RGB": img, "NI": img, "TI": img}, 1, 5)
-    assert torch.equal(out["RGB"], out["NI"]) and torch.equal(out["RGB"], out["TI"])
+    pixels, draws = TripletTransform(cfg, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    assert all(p.dtype == torch.uint8 and p.shape == (3, 64, 32) for p in pixels.values())
+    assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
     cfg2, _ = train_setup("INPUT.PAIRED_AUG", False)
-    out2 = TripletTransform(cfg2, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
-    assert not (torch.equal(out2["RGB"], out2["NI"]) and torch.equal(out2["RGB"], out2["TI"]))
+    _, draws2 = TripletTransform(cfg2, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    assert not (torch.equal(draws2[0], draws2[1]) and torch.equal(draws2[0], draws2[2]))
 
 
 def test_test_loader_shards(smoke_cfg):

@@ -26,6 +26,7 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
 
 def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
     cmd = [sys.executable, "tools/benchmark.py", "--root", synthetic_root, "--out", str(tmp_path),
+           "--measures", "train", "extract", "metrics", "attention",
            "--config", "configs/_smoke/DeMo_SDTPS.yml", "--iters", "2", "--warmup", "1",
            "--workers", "0", "--gallery", "24", "--metrics-size", "20", "200", *FAST]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -33,6 +34,9 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     measures = {r["measure"] for r in rows}
     assert measures == {"loader", "train_e2e", "train_model", "memory_train", "extract_e2e",
-                        "extract_model", "metrics"}
+                        "extract_model", "metrics", "attention"}
+    attention = {r["backend"]: r["ms_fwd_bwd"] for r in rows if r["measure"] == "attention"}
+    assert attention["MATH"] > 0 and attention["MATH, torch.compile"] > 0
+    assert str(attention["CUDNN_ATTENTION"]).startswith("unavailable")  # no GPU here
     assert all(r["triplets_per_s"] > 0 for r in rows if "triplets_per_s" in r)
     assert next(r for r in rows if r["measure"] == "extract_e2e")["triplets"] == 24
