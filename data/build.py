@@ -17,7 +17,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from utils import comm
 
 from .datasets import DatasetError, read_images
-from .samplers import EpochBatchSampler, shard_range
+from .samplers import EpochBatchSampler, EpochStream, shard_range
 from .transforms import NOISE_SEED, BatchTransform, TripletTransform
 
 logger = logging.getLogger(__name__)
@@ -95,33 +95,48 @@ class DeviceLoader:
 
     def __iter__(self):
         for batch in self.loader:
-            if self.device is not None:
-                batch = to_device(batch, self.device)
-            yield self.transform(batch)
+            yield self.finish(batch)
+
+    def finish(self, batch):
+        if self.device is not None:
+            batch = to_device(batch, self.device)
+        return self.transform(batch)
 
 
 class TrainLoader(DeviceLoader):
-    """A DeviceLoader over an EpochBatchSampler; call set_epoch(e) (1-based) before each epoch."""
+    """The training batches of one epoch at a time: call set_epoch(e) (1-based), then iterate.
 
-    def __init__(self, loader, batch_sampler, transform, device=None):
+    Consecutive epochs are read from one stream (samplers.EpochStream), so the workers never
+    stall at an epoch boundary; setting any other epoch, or leaving an epoch unfinished, restarts
+    the stream there. The batches are the same either way.
+    """
+
+    def __init__(self, loader, stream, transform, device=None):
         super().__init__(loader, transform, device)
-        self.batch_sampler = batch_sampler
+        self.stream, self.sampler = stream, stream.sampler
+        self.epoch, self._batches, self._next_epoch = 1, None, None
 
     def set_epoch(self, epoch):
-        self.batch_sampler.set_epoch(epoch)
+        self.epoch = int(epoch)
 
     def __len__(self):
-        return len(self.batch_sampler)
+        return len(self.sampler)
 
     def __iter__(self):
+        if self._batches is None or self._next_epoch != self.epoch:
+            self.stream.start = self.epoch
+            self._batches = iter(self.loader)
+        self._next_epoch = None  # until this epoch is read to its end
         skipped = 0
-        for batch in super().__iter__():
-            skipped += self.batch_sampler.local - len(batch["paths"])
+        for _ in range(len(self)):
+            batch = next(self._batches)
+            skipped += self.sampler.local - len(batch["paths"])
             if len(batch["paths"]):
-                yield batch
+                yield self.finish(batch)
+        self._next_epoch = self.epoch + 1
         if skipped:
             logger.warning("epoch %d: %d unreadable samples skipped (DATASETS.SKIP_BAD)",
-                           self.batch_sampler.epoch, skipped)
+                           self.epoch, skipped)
 
 
 def _loader_kwargs(cfg):
@@ -141,10 +156,11 @@ def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
         cfg.SOLVER.SEED, identity=cfg.DATALOADER.SAMPLER == "softmax_triplet", rank=rank,
         world_size=world_size)
     dataset = TripletDataset(records, TripletTransform(cfg, True), cfg.DATASETS.SKIP_BAD)
-    loader = DataLoader(dataset, batch_sampler=sampler,
+    stream = EpochStream(sampler)
+    loader = DataLoader(dataset, batch_sampler=stream,
                         collate_fn=Collate(cfg.INPUT.MODALITIES, cfg.INPUT.SIZE_TRAIN),
                         **_loader_kwargs(cfg))
-    return TrainLoader(loader, sampler, BatchTransform(cfg, True), device)
+    return TrainLoader(loader, stream, BatchTransform(cfg, True), device)
 
 
 def build_test_loader(cfg, records, rank=None, world_size=None, device=None):

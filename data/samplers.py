@@ -56,9 +56,9 @@ class EpochBatchSampler:
     def __len__(self):
         return self.num_batches
 
-    def global_stream(self):
+    def global_stream(self, epoch=None):
         """Record indices of the whole epoch, all ranks: (num_batches * batch_size,) int64."""
-        rng = np.random.default_rng([self.seed, self.epoch])
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
         need = self.num_batches * self.batch_size
         parts, have = [], 0
         while have < need:
@@ -85,10 +85,33 @@ class EpochBatchSampler:
         return np.concatenate(out) if out else np.zeros(0, np.int64)
 
     def __iter__(self):
-        stream = self.global_stream()
+        return self.batches(self.epoch)
+
+    def batches(self, epoch):
+        """This rank's batches of `epoch`: lists of (record_index, epoch, stream_position)."""
+        stream = self.global_stream(epoch)
         for b in range(self.num_batches):
             start = b * self.batch_size + self.rank * self.local
-            yield [(int(stream[pos]), self.epoch, pos) for pos in range(start, start + self.local)]
+            yield [(int(stream[pos]), epoch, pos) for pos in range(start, start + self.local)]
+
+
+class EpochStream:
+    """The batches of epochs `start`, start + 1, ... of an EpochBatchSampler as one endless batch
+    sampler. A DataLoader over it prefetches the next epoch's first batches while the current
+    epoch ends, instead of refilling its workers' queues at every epoch start. len() is one
+    epoch's."""
+
+    def __init__(self, sampler, start=1):
+        self.sampler, self.start = sampler, start
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __iter__(self):
+        epoch = self.start
+        while True:
+            yield from self.sampler.batches(epoch)
+            epoch += 1
 
 
 def shard_range(n, rank=None, world_size=None):

@@ -65,6 +65,23 @@ def test_epoch_repeats_and_differs(train_setup):
     assert not torch.equal(e2[0]["index"], e3[0]["index"])
 
 
+def test_consecutive_epochs_stream_like_fresh_loaders(train_setup):
+    """Epochs read back to back from one stream (the workers run ahead into the next epoch) are
+    the epochs a fresh loader gives; an unfinished epoch restarts the stream."""
+    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+    streamed = build_train_loader(cfg, s.train)
+    got = {e: _batches(streamed, e) for e in (1, 2, 3)}
+    streamed.set_epoch(4)
+    next(iter(streamed))  # left unfinished
+    got[4] = _batches(streamed, 4)
+    for e, batches in got.items():
+        fresh = _batches(build_train_loader(cfg, s.train), e)
+        assert len(batches) == len(fresh) == 2
+        for x, y in zip(batches, fresh):
+            assert torch.equal(x["index"], y["index"])
+            assert torch.equal(x["images"]["TI"], y["images"]["TI"])
+
+
 def test_pk_batches(train_setup):
     cfg, s = train_setup("SOLVER.IMS_PER_BATCH", 32)
     for batch in _batches(build_train_loader(cfg, s.train), 1):
