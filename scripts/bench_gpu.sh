@@ -3,11 +3,11 @@
 #
 #   bash scripts/bench_gpu.sh OUT_DIR [attention] [train] [extract]      (default: all three)
 #
-# attention: forward + backward of the backbone's attention per SDPA backend; the fastest one
-#            under torch.compile is written to OUT_DIR/sdpa_backend and used by the next phases.
-# train:     training throughput of DeMo and DeMo_SDTPS, compiled with CUDA graphs, with that
-#            backend (TORCH_LOGS=perf_hints: the log says why a graph would run without CUDA
-#            graphs).
+# attention: forward + backward of the backbone's attention per SDPA backend, and as the model
+#            runs it (the class token's query apart).
+# train:     training throughput of DeMo and DeMo_SDTPS, compiled with CUDA graphs, with
+#            MODEL.SDPA_BACKEND $SDPA_BACKEND (default auto); TORCH_LOGS=perf_hints: the log says
+#            why a graph would run without CUDA graphs.
 # extract:   feature extraction (JPEG files and decoded tensors) and the metric time.
 # Logs: OUT_DIR/<phase>*.log. PYTHON (default python3), BENCH_ROOT (default /tmp/bench).
 set -euo pipefail
@@ -16,6 +16,7 @@ shift
 phases=${*:-attention train extract}
 py=${PYTHON:-python3}
 root=${BENCH_ROOT:-/tmp/bench}
+backend=${SDPA_BACKEND:-auto}
 compiled=(SOLVER.COMPILE True SOLVER.COMPILE_MODE reduce-overhead)
 mkdir -p "$out"
 [ -d "$root/RGBNT201" ] || "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1
@@ -29,24 +30,13 @@ for phase in $phases; do
   case $phase in
     attention)
       bench attention --measures attention --config configs/RGBNT201/DeMo.yml --hang-timeout 200
-      "$py" - "$out/attention.log" > "$out/sdpa_backend" <<'PY'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith('{"measure": "attention"')]
-ms = {r["backend"]: r["ms_fwd_bwd"] for r in rows if isinstance(r["ms_fwd_bwd"], float)}
-ms.pop("MATH", None)  # the model runs compiled: eager MATH is not a candidate
-names = {"CUDNN_ATTENTION": "cudnn", "FLASH_ATTENTION": "flash", "EFFICIENT_ATTENTION": "efficient",
-         "MATH, torch.compile": "math"}
-print(names[min(ms, key=ms.get)])
-PY
-      echo "fastest attention under compile: $(cat "$out/sdpa_backend")" ;;
+      ;;
     train)
-      backend=$(cat "$out/sdpa_backend" 2>/dev/null || echo auto)
       TORCH_LOGS=perf_hints bench train --train-only --iters 150 --warmup 40 --hang-timeout 420 \
         --config configs/RGBNT201/DeMo.yml --config configs/RGBNT201/DeMo_SDTPS.yml \
         "${compiled[@]}" MODEL.SDPA_BACKEND "$backend"
       ;;
     extract)
-      backend=$(cat "$out/sdpa_backend" 2>/dev/null || echo auto)
       bench extract --measures extract metrics --hang-timeout 300 \
         --config configs/RGBNT201/DeMo.yml --config configs/RGBNT201/DeMo_SDTPS.yml \
         "${compiled[@]}" MODEL.SDPA_BACKEND "$backend" ;;
