@@ -3,8 +3,7 @@
 #
 #   bash scripts/bench_gpu.sh OUT_DIR [attention] [train] [extract]      (default: all three)
 #
-# attention: forward + backward of the backbone's attention per SDPA backend, and as the model
-#            runs it (the class token's query apart).
+# attention: forward + backward of the backbone's attention per SDPA backend.
 # train:     training throughput of DeMo and DeMo_SDTPS, compiled with CUDA graphs, with
 #            MODEL.SDPA_BACKEND $SDPA_BACKEND (default auto); TORCH_LOGS=perf_hints: the log says
 #            why a graph would run without CUDA graphs.

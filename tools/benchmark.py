@@ -270,7 +270,7 @@ def bench_attention(cfg, model, device, iters=20):
     import torch.nn.functional as F
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    attn = model.backbone.blocks[0].attn  # modeling.backbones.vit.ClassApartAttention
+    attn = model.backbone.blocks[0].attn
     b = cfg.SOLVER.IMS_PER_BATCH * len(cfg.INPUT.MODALITIES)
     n = model.backbone.num_patches + 1
     dtype = amp_dtype(cfg, device) or torch.float32
@@ -296,12 +296,6 @@ def bench_attention(cfg, model, device, iters=20):
         except RuntimeError as e:
             ms = f"unavailable: {str(e).splitlines()[0][:80]}"
         emit(measure="attention", backend=name, shape=list(shape), ms_fwd_bwd=ms)
-
-    def class_apart(q, k, v):  # what the model runs: the class token's query on its own
-        return torch.cat([sdpa(q[:, :, :1], k, v), sdpa(q[:, :, 1:], k, v)], dim=2)
-
-    emit(measure="attention", backend="auto, class query apart", shape=list(shape),
-         ms_fwd_bwd=round(run(class_apart), 3))
 
     def math(q, k, v):
         with sdpa_kernel([SDPBackend.MATH]):

@@ -64,40 +64,6 @@ class StridedPatchEmbed(PatchEmbed):
         return self.norm(x)
 
 
-class ClassApartAttention(nn.Module):
-    """timm's ViT self-attention (same parameters, same names, same result), with the class
-    token's query attended in its own call.
-
-    Fused attention kernels tile the query and key axes in blocks of 64 or 128; with 1 + N = 129
-    tokens both axes need one block more than N = 128 alone would, mostly empty. Taking the single
-    class-token query apart leaves the N patch queries in whole blocks (docs/PERFORMANCE.md). Every
-    query still attends to all 1 + N keys.
-    """
-
-    def __init__(self, attn):
-        super().__init__()
-        for name in ("q_norm", "k_norm", "norm"):
-            if not isinstance(getattr(attn, name, nn.Identity()), nn.Identity):
-                raise ValueError(f"ClassApartAttention: timm attention with {name} is not "
-                                 "supported")
-        if getattr(attn, "gate", None) is not None:
-            raise ValueError("ClassApartAttention: gated timm attention is not supported")
-        self.num_heads, self.head_dim = attn.num_heads, attn.head_dim
-        self.qkv, self.proj = attn.qkv, attn.proj
-        self.attn_drop, self.proj_drop = attn.attn_drop, attn.proj_drop
-
-    def forward(self, x, attn_mask=None, **kwargs):
-        if attn_mask is not None or kwargs.get("is_causal"):
-            raise ValueError("ClassApartAttention takes no attention mask")
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        p = self.attn_drop.p if self.training else 0.0
-        x = torch.cat([F.scaled_dot_product_attention(q[:, :, :1], k, v, dropout_p=p),
-                       F.scaled_dot_product_attention(q[:, :, 1:], k, v, dropout_p=p)], dim=2)
-        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, -1)))
-
-
 class ReIDViT(VisionTransformer):
     """A VisionTransformer that returns every token and takes an optional SIE embedding.
 
@@ -142,8 +108,6 @@ class ReIDViT(VisionTransformer):
             drop_path_rate=drop_path,
             embed_layer=partial(StridedPatchEmbed, stride=stride),
         )
-        for block in self.blocks:
-            block.attn = ClassApartAttention(block.attn)
         self.clip = clip
         self.sdpa_backend = sdpa_backend
         self.width = width

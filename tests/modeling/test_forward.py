@@ -109,23 +109,3 @@ def test_patch_embedding_is_the_convolution(stride):
     with pytest.raises((ValueError, AssertionError), match="32"):
         m(torch.randn(1, 3, 32, 32))
 
-
-def test_class_apart_attention_is_timm_attention():
-    """Same parameters and names, same output and gradients as the timm block it replaces."""
-    from timm.layers import Attention
-
-    from modeling.backbones.vit import ClassApartAttention
-
-    torch.manual_seed(0)
-    ref = Attention(32, num_heads=4, qkv_bias=True)
-    ours = ClassApartAttention(ref)
-    assert list(dict(ours.named_parameters())) == list(dict(ref.named_parameters()))
-    x = torch.randn(3, 9, 32, requires_grad=True)
-    want = ref(x)
-    (gx_want,) = torch.autograd.grad(want.square().sum(), x)
-    got = ours(x)
-    (gx_got,) = torch.autograd.grad(got.square().sum(), x)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(gx_got, gx_want, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="q_norm"):
-        ClassApartAttention(Attention(32, 4, qk_norm=True, norm_layer=torch.nn.LayerNorm))
