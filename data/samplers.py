@@ -99,10 +99,10 @@ class EpochStream:
     """The batches of epochs `start`, start + 1, ... of an EpochBatchSampler as one endless batch
     sampler. A DataLoader over it prefetches the next epoch's first batches while the current
     epoch ends, instead of refilling its workers' queues at every epoch start. len() is one
-    epoch's."""
+    epoch's. Setting `closed` ends the stream at the next batch."""
 
     def __init__(self, sampler, start=1):
-        self.sampler, self.start = sampler, start
+        self.sampler, self.start, self.closed = sampler, start, False
 
     def __len__(self):
         return len(self.sampler)
@@ -110,7 +110,10 @@ class EpochStream:
     def __iter__(self):
         epoch = self.start
         while True:
-            yield from self.sampler.batches(epoch)
+            for batch in self.sampler.batches(epoch):
+                if self.closed:
+                    return
+                yield batch
             epoch += 1
 
 

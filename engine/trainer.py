@@ -31,7 +31,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Trainer:
-    """Trains `model` on `train_loader` (a TrainLoader: len(), set_epoch(e), iteration).
+    """Trains `model` on `train_loader` (a TrainLoader: len(), set_epoch(e), iteration, close()).
 
     evaluator: None or callable(model, split=..., writer=..., step=...) -> {pattern: metrics},
     e.g. functools.partial(engine.evaluate, cfg, splits=splits).
@@ -108,6 +108,7 @@ class Trainer:
                 h.after_train()
         finally:
             self.writer.close()
+            self.loader.close()
         return self.results
 
     def run_epoch(self):

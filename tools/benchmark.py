@@ -182,6 +182,7 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
         world_size=comm.get_world_size(),
         triplets_per_s=round(args.iters // 2 * per_rank * comm.get_world_size() / sec, 1),
     )
+    loader.close()  # its workers end their pass: no slow exit
     if cfg.SOLVER.COMPILE:
         from torch._dynamo.utils import counters
 

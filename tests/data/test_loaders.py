@@ -82,6 +82,20 @@ def test_consecutive_epochs_stream_like_fresh_loaders(train_setup):
             assert torch.equal(x["images"]["TI"], y["images"]["TI"])
 
 
+def test_close_ends_the_pass_and_the_loader_goes_on(train_setup):
+    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+    loader = build_train_loader(cfg, s.train)
+    loader.close()  # nothing started: nothing to do
+    loader.set_epoch(1)
+    next(iter(loader))
+    loader.close()  # mid-epoch, the workers one epoch ahead
+    assert loader._batches is None
+    again = _batches(loader, 2)
+    fresh = _batches(build_train_loader(cfg, s.train), 2)
+    assert all(torch.equal(x["index"], y["index"]) for x, y in zip(again, fresh))
+    loader.close()
+
+
 def test_pk_batches(train_setup):
     cfg, s = train_setup("SOLVER.IMS_PER_BATCH", 32)
     for batch in _batches(build_train_loader(cfg, s.train), 1):

@@ -25,6 +25,9 @@ class FakeLoader:
     def __len__(self):
         return self.n
 
+    def close(self):
+        self.closed = True
+
     def __iter__(self):
         for i in range(self.n):
             if self.fail_at == (self.epoch, i + 1):
