@@ -12,13 +12,13 @@ is dropped silently.
 import logging
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, default_collate
 
 from utils import comm
 
-from .datasets import DatasetError, read_images
+from .datasets import DatasetError
 from .samplers import EpochBatchSampler, EpochStream, shard_range
-from .transforms import NOISE_SEED, BatchTransform, TripletTransform
+from .transforms import NOISE_SEED, BatchTransform, TripletTransform, read_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class TripletDataset(Dataset):
         idx, epoch, pos = item if isinstance(item, tuple) else (item, 0, item)
         rec = self.records[idx]
         try:
-            images = read_images(rec)
+            images = read_pixels(rec, self.transform.size)
         except DatasetError as e:
             if not self.skip_bad:
                 raise
@@ -57,7 +57,10 @@ class Collate:
     def __call__(self, samples):
         samples = [s for s in samples if s is not None]
         if samples:
-            images = {m: torch.stack([s["images"][m] for s in samples]) for m in self.modalities}
+            # default_collate stacks straight into shared memory inside a worker (one copy
+            # less); the pixels are H x W x 3 in memory, stacked as such (a plain copy).
+            images = {m: default_collate([s["images"][m].permute(1, 2, 0) for s in samples])
+                      .permute(0, 3, 1, 2) for m in self.modalities}
         else:
             images = {m: torch.zeros(0, 3, *self.size, dtype=torch.uint8)
                       for m in self.modalities}

@@ -128,3 +128,27 @@ def test_test_time_and_float_batches(cfg):
     torch.testing.assert_close(out["images"]["TI"], _normalise(cfg, imgs), rtol=0, atol=1e-5)
     again = BatchTransform(cfg, True)(out)  # float: already normalised, passed through
     assert again["images"]["TI"] is out["images"]["TI"]
+
+
+def test_read_pixels_is_the_pil_path(smoke_cfg, monkeypatch):
+    """JPEGs at the input size are decoded by torchvision with PIL's pixels; other sizes and the
+    RGBNT100 strips go through PIL (resize included)."""
+    from data import build_dataset, transforms
+    from data.datasets import read_images
+
+    cfg = smoke_cfg()
+    size = tuple(cfg.INPUT.SIZE_TRAIN)
+    rec = build_dataset(cfg).train[0]
+    want = {m: transforms.to_uint8(im, size) for m, im in read_images(rec).items()}
+    with monkeypatch.context() as mp:  # the fast path must not need PIL
+        mp.setattr(transforms, "read_images", None)
+        got = transforms.read_pixels(rec, size)
+    assert all(torch.equal(got[m], want[m]) for m in want)
+    bigger = (size[0] * 2, size[1] * 2)
+    got = transforms.read_pixels(rec, bigger)
+    assert all(torch.equal(got[m], transforms.to_uint8(im, bigger))
+               for m, im in read_images(rec).items())
+    strip = build_dataset(smoke_cfg("DATASETS.NAMES", "RGBNT100")).train[0]
+    got = transforms.read_pixels(strip, size)
+    assert all(torch.equal(got[m], transforms.to_uint8(im, size))
+               for m, im in read_images(strip).items())
