@@ -36,13 +36,13 @@ class TripletDataset(Dataset):
         idx, epoch, pos = item if isinstance(item, tuple) else (item, 0, item)
         rec = self.records[idx]
         try:
-            images = read_pixels(rec, self.transform.size)
+            pixels = read_pixels(rec, self.transform.size)
         except DatasetError as e:
             if not self.skip_bad:
                 raise
             logger.warning("DATASETS.SKIP_BAD: skipping sample %s: %s", rec.key, e)
             return None
-        pixels, draws = self.transform(images, epoch, pos)
+        pixels, draws = self.transform(pixels, epoch, pos)
         return {"images": pixels, "draws": draws, "pid": rec.pid, "camid": rec.camid,
                 "sceneid": rec.sceneid, "index": idx, "path": rec.key}
 

@@ -64,23 +64,15 @@ def read_pixels(record, size):
     files, sizes, RGBNT100 strips, and JPEGs torchvision refuses go through `read_images` (PIL),
     which also names a broken file in its DatasetError.
     """
-    h, w = size
-    out = {}
     if decode_jpeg is not None and not record.strip_index:
-        for mod, path in record.files.items():
-            if not path.lower().endswith((".jpg", ".jpeg")):
-                break
-            try:
-                x = decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
-            except RuntimeError:
-                break
-            if tuple(x.shape) != (3, h, w):
-                break
-            out[mod] = x
-        else:
+        try:
+            out = {mod: decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
+                   for mod, path in record.files.items()}
+        except RuntimeError:  # not a JPEG, or broken: PIL decides (and names the file)
+            out = {}
+        if out and all(tuple(x.shape[1:]) == tuple(size) for x in out.values()):
             return out
-    images = read_images(record)
-    return {mod: out[mod] if mod in out else to_uint8(img, size) for mod, img in images.items()}
+    return {mod: to_uint8(img, size) for mod, img in read_images(record).items()}
 
 
 def draw_augmentation(rng, size, flip_prob, padding, erase_prob):
@@ -109,9 +101,9 @@ def draw_augmentation(rng, size, flip_prob, padding, erase_prob):
 
 
 class TripletTransform:
-    """The workers' part. Callable (images: {modality: PIL or uint8 (3, H, W) at `size`}, epoch,
-    position) -> ({modality: uint8 (3, H, W)}, draws LongTensor(M, N_DRAWS) or None at test
-    time)."""
+    """The workers' part: the random draws. Callable (pixels: {modality: uint8 (3, H, W) at
+    `size`, from `read_pixels`}, epoch, position) -> (the pixels of INPUT.MODALITIES, draws
+    LongTensor(M, N_DRAWS) or None at test time)."""
 
     def __init__(self, cfg, is_train):
         inp = cfg.INPUT
@@ -122,9 +114,8 @@ class TripletTransform:
         self.paired = inp.PAIRED_AUG
         self.seed = cfg.SOLVER.SEED
 
-    def __call__(self, images, epoch=0, position=0):
-        pixels = {mod: images[mod] if torch.is_tensor(images[mod]) else
-                  to_uint8(images[mod], self.size) for mod in self.modalities}
+    def __call__(self, pixels, epoch=0, position=0):
+        pixels = {mod: pixels[mod] for mod in self.modalities}
         if not self.is_train:
             return pixels, None
         rows = []

@@ -23,7 +23,7 @@ from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
 from utils.metrics import pairwise_distance  # noqa: E402
-from utils.visualize import display_images, rank_figure  # noqa: E402
+from utils.visualize import display_images, rank_figure, save_figures  # noqa: E402
 
 TOP = 10
 
@@ -72,8 +72,7 @@ def main(argv=None):
     records, q_idx, g_idx = union_records(query, gallery)
     feats = select_pattern(extract_features(cfg, model, records), pattern)
     q_feats, g_feats = feats[q_idx], feats[g_idx]
-    os.makedirs(out, exist_ok=True)
-    mods, paths = cfg.INPUT.MODALITIES, []
+    mods, figures = cfg.INPUT.MODALITIES, []
     for i, q in enumerate(query):
         top = ranked(cfg, q_feats[i], g_feats, q, gallery, splits.protocol)
         panels = [(display_images(cfg, gallery[j]), caption(gallery[j], r + 1),
@@ -81,10 +80,8 @@ def main(argv=None):
         hits = sum(p[2] for p in panels)
         title = (f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
                  f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}")
-        fig, _ = rank_figure((display_images(cfg, q), caption(q)), panels, mods, title)
-        name = os.path.splitext(os.path.basename(q.files[mods[0]]))[0]
-        paths.append(os.path.join(out, f"{i:03d}_{name}.png"))
-        fig.save(paths[-1])
+        figures.append(rank_figure((display_images(cfg, q), caption(q)), panels, mods, title)[0])
+    paths = save_figures(figures, query, out, mods[0])
     print(f"{len(paths)} rank pictures (pattern {pattern}) written to {out}")
     return paths
 

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import build_dataset  # noqa: E402
 from engine import launch  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
-from utils.visualize import token_figures  # noqa: E402
+from utils.visualize import save_figures, token_figures  # noqa: E402
 
 
 def main(argv=None):
@@ -35,12 +35,8 @@ def main(argv=None):
     splits = build_dataset(cfg)
     model = load_model(cfg, device, splits)
     records = splits.query[: args.num]
-    os.makedirs(out, exist_ok=True)
-    paths = []
-    for i, (rec, fig) in enumerate(zip(records, token_figures(cfg, model, records))):
-        name = os.path.splitext(os.path.basename(rec.files[cfg.INPUT.MODALITIES[0]]))[0]
-        paths.append(os.path.join(out, f"{i:03d}_{name}.png"))
-        fig.save(paths[-1])
+    paths = save_figures(token_figures(cfg, model, records), records, out,
+                         cfg.INPUT.MODALITIES[0])
     print(f"{len(paths)} token-selection pictures written to {out}")
     return paths
 

@@ -8,6 +8,7 @@ the cells drawn are the S x S squares centred in those windows, so they tile the
 """
 
 import logging
+import os
 
 import numpy as np
 import torch
@@ -241,6 +242,17 @@ def display_images(cfg, record):
 
     h, w = cfg.INPUT.SIZE_TEST
     return {m: im.resize((w, h), Image.BICUBIC) for m, im in read_images(record).items()}
+
+
+def save_figures(figures, records, out, modality):
+    """Each PIL figure to OUT/<i:03d>_<stem of its record's `modality` file>.png; -> the paths."""
+    os.makedirs(out, exist_ok=True)
+    paths = []
+    for i, (fig, rec) in enumerate(zip(figures, records)):
+        name = os.path.splitext(os.path.basename(rec.files[modality]))[0]
+        paths.append(os.path.join(out, f"{i:03d}_{name}.png"))
+        fig.save(paths[-1])
+    return paths
 
 
 @torch.no_grad()

@@ -5,7 +5,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from data import build_dataset, build_test_loader, build_train_loader
 from data.samplers import EpochBatchSampler
@@ -142,7 +141,7 @@ def test_duplicate_draw_gets_two_augmentations(train_setup):
 
 def test_paired_augmentation(train_setup):
     cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.PROB", 1.0, "INPUT.RE_PROB", 0.0)
-    img = Image.fromarray(np.arange(64 * 32 * 3, dtype=np.uint8).reshape(64, 32, 3))
+    img = torch.arange(64 * 32 * 3).reshape(64, 32, 3).to(torch.uint8).permute(2, 0, 1)
     pixels, draws = TripletTransform(cfg, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
     assert all(p.dtype == torch.uint8 and p.shape == (3, 64, 32) for p in pixels.values())
     assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
