@@ -1,5 +1,6 @@
 """Ranks and collectives; torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
 
+import atexit
 import os
 import pickle
 
@@ -40,6 +41,14 @@ def init_distributed(device_type):
     if device_type == "cuda":
         torch.cuda.set_device(get_local_rank())
     dist.init_process_group(backend=backend)
+    # Leave the group before the interpreter tears down: a rank that exits with the group still
+    # alive can abort in the backend's threads ("terminate called without an active exception").
+    atexit.register(leave_distributed)
+
+
+def leave_distributed():
+    if is_dist():
+        dist.destroy_process_group()
 
 
 def all_gather_object(obj):
