@@ -4,9 +4,12 @@ DeMo's names (its `make_model.py` / `AttnMOE.py`) -> ours:
   BACKBONE.base.* (OpenAI CLIP names, or TransReID's ViT)  -> backbone.* (timm names)
   BACKBONE.cv_embed (cams, 1, 768) / BACKBONE.base.sie_embed -> sie.weight (cams, 768)
   {rgb,nir,tir}_reduce.{0,1}.*                               -> pife.reduce.{0,1,2}.{0,1}.*
-  generalFusion.{r,n,t,rn,rt,nt,rnt}_token (1, 1, C)         -> hdm.tokens (7, C)
-  generalFusion.{r,...,rnt}.*  (nn.MultiheadAttention)       -> hdm.attn.{0..6}.*
-  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.{0,2}.*   -> atm.experts.{h}.{e}.{0,2}.*
+  generalFusion.{r,n,t,rn,rt,nt,rnt}_token (1, 1, C)         -> hdm.tokens[s] (7, C)
+  generalFusion.{r,...,rnt}.in_proj_{weight,bias}            -> hdm.in_proj.{weight,bias}[s]
+  generalFusion.{r,...,rnt}.out_proj.*                       -> hdm.out_proj.*[s]
+  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.0.*       -> atm.experts.*[e * HEAD + h]
+  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.2.*       -> atm.expert_norm.* (C/H channels
+                                                                 at (e * HEAD + h) * C/H)
   generalFusion.moe.gating_network.gate.linear_re.{0,2}.*    -> atm.gate.{0,2}.*
   generalFusion.moe.gating_network.gate.{q_,k_}.weight       -> atm.{q,k}.weight
   bottleneck / classifier (DIRECT 1), bottleneck_{r,n,t} ... -> ori_heads.{i}.bn / .classifier
@@ -59,7 +62,8 @@ def convert_demo_state_dict(sd, cfg):
     are, so that a strict load names them."""
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
     out = _convert_backbone(sd, cfg)
-    tokens = {}
+    heads = cfg.MODEL.HEAD
+    parts = {}  # our stacked key -> {row: DeMo's tensor}
     for key, v in sd.items():
         if key.startswith("BACKBONE."):
             continue
@@ -69,15 +73,24 @@ def convert_demo_state_dict(sd, cfg):
             continue
         m = re.fullmatch(r"generalFusion\.(\w+)_token", key)
         if m and m[1] in _HDM_NAMES:
-            tokens[_HDM_NAMES.index(m[1])] = v.reshape(-1)
+            parts.setdefault("hdm.tokens", {})[_HDM_NAMES.index(m[1])] = v.reshape(-1)
             continue
-        m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(.+)", key)
+        m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(in_proj_|out_proj\.)(weight|bias)",
+                         key)
         if m:
-            out[f"hdm.attn.{_HDM_NAMES.index(m[1])}.{m[2]}"] = v
+            name = f"hdm.{m[2][:-1]}.{m[3]}"
+            parts.setdefault(name, {})[_HDM_NAMES.index(m[1])] = v
             continue
-        m = re.fullmatch(r"generalFusion\.moe\.experts\.(\d+)\.expertHead\.(\d+)\.mlp\.(.+)", key)
+        m = re.fullmatch(
+            r"generalFusion\.moe\.experts\.(\d+)\.expertHead\.(\d+)\.mlp\.([02])\.(\w+)", key
+        )
         if m:
-            out[f"atm.experts.{m[1]}.{m[2]}.{m[3]}"] = v
+            h, e = int(m[1]), int(m[2])
+            if h >= heads:
+                raise ValueError(f"DeMo checkpoint key {key}: expert head {h}, but MODEL.HEAD is "
+                                 f"{heads}")
+            name = f"atm.experts.{m[4]}" if m[3] == "0" else f"atm.expert_norm.{m[4]}"
+            parts.setdefault(name, {})[e * heads + h] = v
             continue
         m = re.fullmatch(r"generalFusion\.moe\.gating_network\.gate\.(linear_re|q_|k_)\.(.+)", key)
         if m:
@@ -90,10 +103,16 @@ def convert_demo_state_dict(sd, cfg):
             out[f"{head}.{'bn' if m[1] == 'bottleneck' else 'classifier'}.{m[3]}"] = v
             continue
         out[key] = v
-    if tokens:
-        if sorted(tokens) != list(range(len(_HDM_NAMES))):
-            raise ValueError(f"DeMo checkpoint has HDM tokens {sorted(tokens)}, expected all seven")
-        out["hdm.tokens"] = torch.stack([tokens[i] for i in range(len(_HDM_NAMES))])
+    for name, rows in parts.items():
+        n = len(_HDM_NAMES) * (heads if name.startswith("atm.") else 1)
+        if sorted(rows) != list(range(n)):
+            raise ValueError(f"DeMo checkpoint: {name} needs {n} parts (HDM subsets or ATM "
+                             f"experts), found {len(rows)}")
+        stacked = [rows[i] for i in range(n)]
+        if name.endswith("num_batches_tracked"):
+            out[name] = max(stacked)
+        else:
+            out[name] = (torch.cat if name.startswith("atm.expert_norm") else torch.stack)(stacked)
     return out
 
 

@@ -25,11 +25,6 @@ def to_demo_names(model):
             r"pife\.reduce\.(\d)\.(.+)",
             lambda m: f"{('rgb', 'nir', 'tir')[int(m[1])]}_reduce.{m[2]}",
         ),
-        (r"hdm\.attn\.(\d)\.(.+)", lambda m: f"generalFusion.{HDM[int(m[1])]}.{m[2]}"),
-        (
-            r"atm\.experts\.(\d+)\.(\d+)\.(.+)",
-            lambda m: f"generalFusion.moe.experts.{m[1]}.expertHead.{m[2]}.mlp.{m[3]}",
-        ),
         (r"atm\.gate\.(.+)", lambda m: f"generalFusion.moe.gating_network.gate.linear_re.{m[1]}"),
         (r"atm\.(q|k)\.weight", lambda m: f"generalFusion.moe.gating_network.gate.{m[1]}_.weight"),
         (r"fused_head\.bn\.(.+)", lambda m: f"bottleneck_moe.{m[1]}"),
@@ -42,8 +37,22 @@ def to_demo_names(model):
             m = re.fullmatch(pattern, key)
             if m:
                 demo[name(m)] = value
-    for i, name in enumerate(HDM):
+    for i, name in enumerate(HDM):  # DeMo: one nn.MultiheadAttention per subset
         demo[f"generalFusion.{name}_token"] = sd["hdm.tokens"][i].reshape(1, 1, -1)
+        demo[f"generalFusion.{name}.in_proj_weight"] = sd["hdm.in_proj.weight"][i]
+        demo[f"generalFusion.{name}.in_proj_bias"] = sd["hdm.in_proj.bias"][i]
+        demo[f"generalFusion.{name}.out_proj.weight"] = sd["hdm.out_proj.weight"][i]
+        demo[f"generalFusion.{name}.out_proj.bias"] = sd["hdm.out_proj.bias"][i]
+    heads, d = model.atm.heads, model.atm.head_dim
+    for e in range(7):  # DeMo: one Sequential(Linear, QuickGELU, BatchNorm1d) per head and expert
+        for h in range(heads):
+            row = e * heads + h
+            prefix = f"generalFusion.moe.experts.{h}.expertHead.{e}.mlp"
+            demo[f"{prefix}.0.weight"] = sd["atm.experts.weight"][row]
+            demo[f"{prefix}.0.bias"] = sd["atm.experts.bias"][row]
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                demo[f"{prefix}.2.{k}"] = sd[f"atm.expert_norm.{k}"][row * d : (row + 1) * d]
+            demo[f"{prefix}.2.num_batches_tracked"] = sd["atm.expert_norm.num_batches_tracked"]
     return demo
 
 
@@ -64,7 +73,9 @@ def test_demo_checkpoint_converts_and_loads(smoke_cfg, tmp_path):
     assert load_weights(fresh, str(path), cfg) == len(fresh.state_dict())
     for key in (
         "hdm.tokens",
-        "atm.experts.3.6.2.running_var",
+        "atm.expert_norm.running_var",
+        "hdm.in_proj.weight",
+        "atm.experts.weight",
         "sie.weight",
         "fused_head.bn.weight",
     ):
