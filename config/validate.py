@@ -275,6 +275,9 @@ def check(cfg):
          f"MODEL.SDPA_BACKEND {m.SDPA_BACKEND!r} is not one of {backends}")
     modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
     need(s.COMPILE_MODE in modes, f"SOLVER.COMPILE_MODE {s.COMPILE_MODE!r} is not one of {modes}")
+    need(s.DDP_BUCKET_MB > 0, f"SOLVER.DDP_BUCKET_MB must be > 0, got {s.DDP_BUCKET_MB}")
+    need(s.DDP_GRAD_DTYPE in ("float32", "bfloat16"),
+         f"SOLVER.DDP_GRAD_DTYPE {s.DDP_GRAD_DTYPE!r}: use float32 or bfloat16")
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
     need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")

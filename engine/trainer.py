@@ -11,6 +11,7 @@ import logging
 import sys
 
 import torch
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -71,8 +72,16 @@ class Trainer:
         if comm.get_world_size() > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # static_graph lets DDP cope with parameters a configuration never uses, without the
-            # per-step cost of find_unused_parameters.
-            model = DistributedDataParallel(model, device_ids=ids, static_graph=True)
+            # per-step cost of find_unused_parameters; gradients as views of the buckets save a
+            # copy of every gradient per step.
+            s = self.cfg.SOLVER
+            model = DistributedDataParallel(model, device_ids=ids, static_graph=True,
+                                            gradient_as_bucket_view=True,
+                                            bucket_cap_mb=s.DDP_BUCKET_MB)
+            if s.DDP_GRAD_DTYPE == "bfloat16":
+                model.register_comm_hook(None, default_hooks.bf16_compress_hook)
+            logger.info("DDP over %d ranks: %g MB gradient buckets, all-reduced in %s",
+                        comm.get_world_size(), s.DDP_BUCKET_MB, s.DDP_GRAD_DTYPE)
         return compile_model(self.cfg, model)
 
     def head_lr(self):

@@ -31,8 +31,10 @@ def test_one_and_two_process_evaluation_agree(cli, full_run, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_training_completes_and_resumes(cli, tmp_path):
-    first = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1", nproc=2)
+    first = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1", "SOLVER.DDP_BUCKET_MB", "0.5",
+                "SOLVER.DDP_GRAD_DTYPE", "bfloat16", nproc=2)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "0.5 MB gradient buckets, all-reduced in bfloat16" in open(tmp_path / "log.txt").read()
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
     # Resuming under the same schedule length: epoch 2 runs, epoch 1 is not redone.
     (tmp_path / "model_final.pth").unlink()
