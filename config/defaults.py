@@ -103,7 +103,7 @@ _C.SOLVER.SEED = 1111  # global seed (model init, sampler, augmentation)
 _C.SOLVER.AMP = "auto"  # auto (bf16/fp16 on GPU, off on CPU), bf16, fp16, off
 _C.SOLVER.COMPILE = False  # torch.compile the model, for training and evaluation
 _C.SOLVER.COMPILE_MODE = "default"  # torch.compile mode (reduce-overhead: CUDA graphs)
-_C.SOLVER.DDP_BUCKET_MB = 25.0  # DDP gradient buckets (MB); under torch.compile also graph pieces
+_C.SOLVER.DDP_BUCKET_MB = 100.0  # DDP gradient buckets (MB); under torch.compile also graph pieces
 _C.SOLVER.DDP_GRAD_DTYPE = "float32"  # DDP all-reduce: float32 or bfloat16 (half the bytes)
 _C.SOLVER.GRAD_CLIP = 0.0  # clip the gradient norm to this (0 = off)
 _C.SOLVER.CHECKPOINT_PERIOD = 10  # model_{epoch:04d}.pth every N epochs
