@@ -145,9 +145,7 @@ class TrainLoader(DeviceLoader):
     def close(self):
         """Stop the stream and read out the batches the workers already have in flight.
 
-        The DataLoader then ends its pass normally and its workers sit idle, so they exit at once
-        with the process. Left in the middle of a pass, persistent workers with pinned memory can
-        hold the exit for 5 s each (pytorch/pytorch#81794): over a minute with 14 workers.
+        The DataLoader then ends its pass normally and shuts its workers down.
         """
         batches, self._batches, self._next_epoch = self._batches, None, None
         if batches is None:
@@ -161,11 +159,14 @@ class TrainLoader(DeviceLoader):
 
 
 def _loader_kwargs(cfg):
+    # No persistent workers: a train loader makes one pass for the whole run (EpochStream) and a
+    # test loader one pass in all, so they would save nothing; and with pinned memory, persistent
+    # workers hold the process's exit for 5 s each (pytorch/pytorch#81794), 70 s with 14 workers.
     workers = cfg.DATALOADER.NUM_WORKERS
     kw = {"num_workers": workers,
           "pin_memory": torch.cuda.is_available() and cfg.MODEL.DEVICE != "cpu"}
     if workers > 0:
-        kw.update(persistent_workers=True, prefetch_factor=cfg.DATALOADER.PREFETCH_FACTOR)
+        kw["prefetch_factor"] = cfg.DATALOADER.PREFETCH_FACTOR
     return kw
 
 

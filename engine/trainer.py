@@ -142,9 +142,9 @@ class Trainer:
     def _batches(self):
         """The epoch's batches, started without touching the global torch RNG.
 
-        A DataLoader draws its workers' base seed from the global RNG when it starts; with
-        persistent workers only on its first epoch, so a resumed run would draw in another epoch
-        than the uninterrupted one and shift the model's dropout stream.
+        A DataLoader draws its workers' base seed from the global RNG when it starts a pass, and
+        the train loader starts one only when its batch stream (re)starts, so a resumed run would
+        draw in another epoch than the uninterrupted one and shift the model's dropout stream.
         """
         state = torch.get_rng_state()
         it = iter(self.loader)
