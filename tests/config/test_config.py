@@ -106,6 +106,8 @@ def test_overrides_and_numeric_coercion():
         (["DATASETS.NAMES", "'Market1501'"], "DATASETS.NAMES"),
         (["MODEL.HDM", "maybe"], "MODEL.HDM"),
         (["MODEL.HEAD"], "pairs"),
+        (["SOLVER.DDP_GRAD_DTYPE", "float16"], "SOLVER.DDP_GRAD_DTYPE"),
+        (["SOLVER.DDP_BUCKET_MB", "0"], "SOLVER.DDP_BUCKET_MB"),
     ],
 )
 def test_bad_values_name_the_key(opts, named):
