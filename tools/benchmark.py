@@ -8,6 +8,7 @@ synthetic RGBNT201 set at full size (generated under --root when missing):
   step (--iters timed iterations after --warmup, across epoch boundaries);
 - train_model: the same step on batches already on the GPU (the model's ceiling);
 - extract_e2e: engine.evaluator.extract_features over >= --gallery triplets read from JPEG files;
+- extract_loader: the test loader alone over the same triplets (decoded, on the GPU, normalised);
 - extract_model: the eval forward on decoded tensors already on the GPU;
 - peak GPU memory as nvidia-smi reports it (the anchor's measure) and torch's own peak;
 - MFU = 6 x GMACs x triplets/s / the device's dense bf16 peak.
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from config import load_config  # noqa: E402
-from data import build_dataset, build_train_loader  # noqa: E402
+from data import build_dataset, build_test_loader, build_train_loader  # noqa: E402
 from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import Trainer  # noqa: E402
@@ -231,6 +232,13 @@ def bench_extract(cfg, name, model, splits, device, args):
         triplets=len(records),
         triplets_per_s=round(len(records) / (time.perf_counter() - t), 1),
     )
+    # The test loader alone (decode, transfer, normalisation on the device), no model: the rate
+    # the data side could feed extract_e2e with.
+    t = time.perf_counter()
+    n = sum(len(b["paths"]) for b in build_test_loader(cfg, records, device=device))
+    sync(device)
+    emit(measure="extract_loader", config=name, workers=args.workers,
+         triplets_per_s=round(n / (time.perf_counter() - t), 1))
     h, w = cfg.INPUT.SIZE_TEST
     bs = cfg.TEST.IMS_PER_BATCH
     pixels = {

@@ -34,7 +34,7 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     measures = {r["measure"] for r in rows}
     assert measures == {"loader", "train_e2e", "train_model", "memory_train", "extract_e2e",
-                        "extract_model", "metrics", "attention"}
+                        "extract_loader", "extract_model", "metrics", "attention"}
     attention = {r["backend"]: r["ms_fwd_bwd"] for r in rows if r["measure"] == "attention"}
     assert attention["MATH"] > 0 and attention["MATH, torch.compile"] > 0
     assert str(attention["CUDNN_ATTENTION"]).startswith("unavailable")  # no GPU here
