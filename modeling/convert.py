@@ -5,11 +5,9 @@ DeMo's names (its `make_model.py` / `AttnMOE.py`) -> ours:
   BACKBONE.cv_embed (cams, 1, 768) / BACKBONE.base.sie_embed -> sie.weight (cams, 768)
   {rgb,nir,tir}_reduce.{0,1}.*                               -> pife.reduce.{0,1,2}.{0,1}.*
   generalFusion.{r,n,t,rn,rt,nt,rnt}_token (1, 1, C)         -> hdm.tokens[s] (7, C)
-  generalFusion.{r,...,rnt}.in_proj_{weight,bias}            -> hdm.in_proj.{weight,bias}[s]
-  generalFusion.{r,...,rnt}.out_proj.*                       -> hdm.out_proj.*[s]
-  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.0.*       -> atm.experts.*[e * HEAD + h]
-  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.2.*       -> atm.expert_norm.* (C/H channels
-                                                                 at (e * HEAD + h) * C/H)
+  generalFusion.{r,...,rnt}.* (nn.MultiheadAttention)        -> hdm.attn.{s}.*, then stacked
+  generalFusion.moe.experts.{h}.expertHead.{e}.mlp.{0,2}.*   -> atm.experts.{h}.{e}.{0,2}.*, then
+                                                                 stacked (see stack_fusion)
   generalFusion.moe.gating_network.gate.linear_re.{0,2}.*    -> atm.gate.{0,2}.*
   generalFusion.moe.gating_network.gate.{q_,k_}.weight       -> atm.{q,k}.weight
   bottleneck / classifier (DIRECT 1), bottleneck_{r,n,t} ... -> ori_heads.{i}.bn / .classifier
@@ -62,8 +60,7 @@ def convert_demo_state_dict(sd, cfg):
     are, so that a strict load names them."""
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
     out = _convert_backbone(sd, cfg)
-    heads = cfg.MODEL.HEAD
-    parts = {}  # our stacked key -> {row: DeMo's tensor}
+    tokens = {}
     for key, v in sd.items():
         if key.startswith("BACKBONE."):
             continue
@@ -73,24 +70,15 @@ def convert_demo_state_dict(sd, cfg):
             continue
         m = re.fullmatch(r"generalFusion\.(\w+)_token", key)
         if m and m[1] in _HDM_NAMES:
-            parts.setdefault("hdm.tokens", {})[_HDM_NAMES.index(m[1])] = v.reshape(-1)
+            tokens[_HDM_NAMES.index(m[1])] = v.reshape(-1)
             continue
-        m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(in_proj_|out_proj\.)(weight|bias)",
-                         key)
+        m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(.+)", key)
         if m:
-            name = f"hdm.{m[2][:-1]}.{m[3]}"
-            parts.setdefault(name, {})[_HDM_NAMES.index(m[1])] = v
+            out[f"hdm.attn.{_HDM_NAMES.index(m[1])}.{m[2]}"] = v
             continue
-        m = re.fullmatch(
-            r"generalFusion\.moe\.experts\.(\d+)\.expertHead\.(\d+)\.mlp\.([02])\.(\w+)", key
-        )
+        m = re.fullmatch(r"generalFusion\.moe\.experts\.(\d+)\.expertHead\.(\d+)\.mlp\.(.+)", key)
         if m:
-            h, e = int(m[1]), int(m[2])
-            if h >= heads:
-                raise ValueError(f"DeMo checkpoint key {key}: expert head {h}, but MODEL.HEAD is "
-                                 f"{heads}")
-            name = f"atm.experts.{m[4]}" if m[3] == "0" else f"atm.expert_norm.{m[4]}"
-            parts.setdefault(name, {})[e * heads + h] = v
+            out[f"atm.experts.{m[1]}.{m[2]}.{m[3]}"] = v
             continue
         m = re.fullmatch(r"generalFusion\.moe\.gating_network\.gate\.(linear_re|q_|k_)\.(.+)", key)
         if m:
@@ -103,11 +91,39 @@ def convert_demo_state_dict(sd, cfg):
             out[f"{head}.{'bn' if m[1] == 'bottleneck' else 'classifier'}.{m[3]}"] = v
             continue
         out[key] = v
+    if tokens:
+        if sorted(tokens) != list(range(len(_HDM_NAMES))):
+            raise ValueError(f"DeMo checkpoint has HDM tokens {sorted(tokens)}, expected all seven")
+        out["hdm.tokens"] = torch.stack([tokens[i] for i in range(len(_HDM_NAMES))])
+    return stack_fusion(out, cfg.MODEL.HEAD)
+
+
+def stack_fusion(sd, heads):
+    """HDM and ATM one module each (DeMo's form, and our checkpoints before the stacked layout:
+    hdm.attn.{s}.*, atm.experts.{h}.{e}.{0,2}.*) -> stacked: hdm.in_proj / out_proj row s,
+    atm.experts row e * heads + h, atm.expert_norm channels (e * heads + h) * C/H on. Other keys
+    pass; a state dict without per-module keys comes back as it is."""
+    out, parts = {}, {}  # parts: stacked key -> {row: tensor}
+    for key, v in sd.items():
+        m = re.fullmatch(r"hdm\.attn\.(\d+)\.(in_proj_|out_proj\.)(weight|bias)", key)
+        if m:
+            parts.setdefault(f"hdm.{m[2][:-1]}.{m[3]}", {})[int(m[1])] = v
+            continue
+        m = re.fullmatch(r"atm\.experts\.(\d+)\.(\d+)\.([02])\.(\w+)", key)
+        if m:
+            h, e = int(m[1]), int(m[2])
+            if h >= heads:
+                raise ValueError(f"checkpoint key {key}: expert head {h}, but MODEL.HEAD is "
+                                 f"{heads}")
+            name = f"atm.experts.{m[4]}" if m[3] == "0" else f"atm.expert_norm.{m[4]}"
+            parts.setdefault(name, {})[e * heads + h] = v
+            continue
+        out[key] = v
     for name, rows in parts.items():
         n = len(_HDM_NAMES) * (heads if name.startswith("atm.") else 1)
         if sorted(rows) != list(range(n)):
-            raise ValueError(f"DeMo checkpoint: {name} needs {n} parts (HDM subsets or ATM "
-                             f"experts), found {len(rows)}")
+            raise ValueError(f"checkpoint: {name} needs {n} parts (HDM subsets or ATM experts), "
+                             f"found {len(rows)}")
         stacked = [rows[i] for i in range(n)]
         if name.endswith("num_batches_tracked"):
             out[name] = max(stacked)
@@ -143,6 +159,8 @@ def load_weights(model, source, cfg):
     if is_demo_state_dict(sd):
         logger.info("%s is a DeMo checkpoint: converting its key names", name)
         sd = convert_demo_state_dict(sd, cfg)
+    else:
+        sd = stack_fusion(sd, cfg.MODEL.HEAD)  # checkpoints of the per-module HDM / ATM layout
     check_state_dict(model.state_dict(), sd, f"checkpoint {name}")
     model.load_state_dict(sd, strict=True)
     logger.info("loaded %d tensors from %s", len(sd), name)

@@ -100,3 +100,29 @@ def test_demo_checkpoint_with_unknown_keys_fails_clearly(smoke_cfg):
         ValueError, match=r"missing.*fused_head\.bn\.weight.*unexpected.*extra_thing"
     ):
         load_weights(model, demo, cfg)
+
+
+def test_checkpoint_of_the_per_module_fusion_layout_loads(smoke_cfg, tmp_path):
+    """Our checkpoints from before the stacked HDM / ATM (hdm.attn.{s}.*, atm.experts.{h}.{e}.*)."""
+    cfg = smoke_cfg("DeMo")
+    torch.manual_seed(0)
+    model = build_model(cfg, 5, 4)
+    demo = to_demo_names(model)
+    old = {k: v for k, v in model.state_dict().items()
+           if not k.startswith(("hdm.in_proj", "hdm.out_proj", "atm.experts", "atm.expert_norm"))}
+    for key, v in demo.items():
+        m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(in_proj_\w+|out_proj\.\w+)", key)
+        if m:
+            old[f"hdm.attn.{HDM.index(m[1])}.{m[2]}"] = v
+        m = re.fullmatch(r"generalFusion\.moe\.experts\.(\d+)\.expertHead\.(\d+)\.mlp\.(.+)", key)
+        if m:
+            old[f"atm.experts.{m[1]}.{m[2]}.{m[3]}"] = v
+    path = tmp_path / "old.pth"
+    torch.save({"model": old, "epoch": 3}, path)
+    fresh = build_model(cfg, 5, 4)
+    assert load_weights(fresh, str(path), cfg) == len(fresh.state_dict())
+    for key, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], v), key
+    del old["atm.experts.1.6.0.bias"]
+    with pytest.raises(ValueError, match=r"atm\.experts\.bias needs 28 parts"):
+        load_weights(fresh, {"model": old}, cfg)
