@@ -59,19 +59,21 @@ def to_uint8(img, size):
 def read_pixels(record, size):
     """{modality: uint8 (3, H, W)} of a record at size = (H, W).
 
-    A JPEG already at that size is decoded straight into a tensor by torchvision (libjpeg-turbo:
-    the same pixels as PIL, without PIL's intermediate copies; about 3x less CPU a triplet). Other
-    files, sizes, RGBNT100 strips, and JPEGs torchvision refuses go through `read_images` (PIL),
-    which also names a broken file in its DatasetError.
+    JPEGs are decoded straight into tensors by torchvision (libjpeg-turbo: the same pixels as PIL,
+    without PIL's intermediate copies; about 3x less CPU a triplet); one at another size is then
+    resized by PIL as usual, from those pixels. Other files, RGBNT100 strips, and JPEGs torchvision
+    refuses go through `read_images` (PIL), which also names a broken file in its DatasetError.
     """
     if decode_jpeg is not None and not record.strip_index:
         try:
             out = {mod: decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
                    for mod, path in record.files.items()}
         except RuntimeError:  # not a JPEG, or broken: PIL decides (and names the file)
-            out = {}
-        if out and all(tuple(x.shape[1:]) == tuple(size) for x in out.values()):
-            return out
+            out = None
+        if out is not None:
+            return {mod: x if tuple(x.shape[1:]) == tuple(size)
+                    else to_uint8(Image.fromarray(x.permute(1, 2, 0).numpy()), size)
+                    for mod, x in out.items()}
     return {mod: to_uint8(img, size) for mod, img in read_images(record).items()}
 
 

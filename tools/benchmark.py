@@ -35,7 +35,13 @@ from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import Trainer  # noqa: E402
 from engine.evaluator import extract_features  # noqa: E402
-from engine.launch import amp_dtype, compile_model, setup, uses_cuda_graphs  # noqa: E402
+from engine.launch import (  # noqa: E402
+    amp_dtype,
+    autocast,
+    compile_model,
+    setup,
+    uses_cuda_graphs,
+)
 from modeling import build_model  # noqa: E402
 from utils import comm  # noqa: E402
 from utils.metrics import rank_features  # noqa: E402
@@ -258,9 +264,7 @@ def bench_extract(cfg, name, model, splits, device, args):
         for _ in range(n):
             if uses_cuda_graphs(cfg):
                 torch.compiler.cudagraph_mark_step_begin()
-            with torch.autocast(
-                device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-            ):
+            with autocast(device, dtype):
                 forward(normalise(pixels))
 
     fwd(5)

@@ -142,7 +142,6 @@ class ReIDViT(VisionTransformer):
             x = x @ self.proj
         return x
 
-
     def _attention_kernel(self):
         if self.sdpa_backend == "auto":
             return contextlib.nullcontext()

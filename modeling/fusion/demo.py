@@ -82,6 +82,8 @@ class HDM(nn.Module):
         nn.init.uniform_(self.in_proj.weight, -bound, bound)
         nn.init.zeros_(self.in_proj.bias)
         nn.init.zeros_(self.out_proj.bias)
+        # which modalities each subset leaves out; a buffer, so that it lives on the model's
+        # device (built per step, it would be a host-to-device copy every call)
         outside = [[m not in subset for m in range(3)] for subset in HDM_SUBSETS]
         self.register_buffer("outside", torch.tensor(outside), persistent=False)
 
