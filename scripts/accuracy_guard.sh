@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Issue 5's accuracy guard: train RGBNT201 DeMo from random weights on the full-size synthetic set
-# for a fixed 8-epoch schedule, either on the unoptimised path (fp32, eager) or on the optimised
-# one (bf16 autocast, torch.compile with CUDA graphs), once per seed; then print the final
-# pattern-1/2/3 mAP of every run found under OUT_DIR and the mean per path.
+# for a fixed schedule of EPOCHS epochs (default 8), either on the unoptimised path (fp32, eager)
+# or on the optimised one (bf16 autocast, torch.compile with CUDA graphs), once per seed; then
+# print the final pattern-1/2/3 mAP of every run found under OUT_DIR and the mean per path.
 #
 #   bash scripts/accuracy_guard.sh OUT_DIR fp32|optimised [SEED ...]    (default seeds: 1 2)
 #   bash scripts/accuracy_guard.sh OUT_DIR summary
 #
 # The schedule lets a randomly initialised backbone learn in 8 epochs: backbone LR 1e-4 (the
 # recipe's 5e-6 is for CLIP weights), 2 warm-up epochs, the recipe otherwise.
-# PYTHON (default python3), BENCH_ROOT (default /tmp/bench), CONFIG (default
+# EPOCHS (default 8), PYTHON (default python3), BENCH_ROOT (default /tmp/bench), CONFIG (default
 # configs/RGBNT201/DeMo.yml) may be set.
 set -euo pipefail
 out=${1:?usage: accuracy_guard.sh OUT_DIR fp32|optimised|summary [SEED ...]}
@@ -19,8 +19,9 @@ seeds=${*:-1 2}
 py=${PYTHON:-python3}
 root=${BENCH_ROOT:-/tmp/bench}
 config=${CONFIG:-configs/RGBNT201/DeMo.yml}
-schedule=(SOLVER.MAX_EPOCHS 8 SOLVER.WARMUP_ITERS 2 SOLVER.BACKBONE_LR 1e-4 SOLVER.EVAL_PERIOD 8
-          SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 53 DATASETS.ROOT_DIR "$root")
+epochs=${EPOCHS:-8}
+schedule=(SOLVER.MAX_EPOCHS "$epochs" SOLVER.WARMUP_ITERS 2 SOLVER.BACKBONE_LR 1e-4
+          SOLVER.EVAL_PERIOD "$epochs" SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 53 DATASETS.ROOT_DIR "$root")
 case $path in
   fp32) opts=(SOLVER.AMP off) ;;
   optimised) opts=(SOLVER.COMPILE True SOLVER.COMPILE_MODE reduce-overhead) ;;
