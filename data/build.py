@@ -3,8 +3,9 @@
 Batch: {"images": {modality: FloatTensor(B, 3, H, W)}, "pids", "camids", "sceneids", "index":
 LongTensor(B), "paths": list[str]}, on the loader's `device` (the CPU when None). `index` is the
 record's position in the list given to the builder. Workers hand over uint8 pixels and their
-augmentation draws ("draws", "noise_seed"); the loader copies them to `device` and finishes the
-pixel work there (data/transforms.py). With DATASETS.SKIP_BAD an unreadable sample is left out of
+augmentation draws ("draws", "noise_seed"); the loader copies them to `device` (on a GPU: on a
+side stream, so the copy overlaps the model's work on the previous batch) and finishes the pixel
+work there (data/transforms.py). With DATASETS.SKIP_BAD an unreadable sample is left out of
 its batch (B shrinks), logged by the worker, and the train loader logs each epoch's total: nothing
 is dropped silently.
 """
@@ -86,12 +87,27 @@ def to_device(batch, device):
     return batch
 
 
+def _tensors(batch):
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, dict):
+        for v in batch.values():
+            yield from _tensors(v)
+
+
 class DeviceLoader:
     """Iterates a DataLoader and finishes each batch on `device` (None: where it is): a
-    non-blocking copy of the uint8 pixels (from pinned memory on CUDA), then the BatchTransform."""
+    non-blocking copy of the uint8 pixels, then the BatchTransform.
+
+    On CUDA the copy (from pinned memory) runs on a stream of its own, which the current stream
+    then waits for: the copy engine moves batch i + 1 while the SMs still run the model on batch i,
+    instead of queueing behind it on one stream.
+    """
 
     def __init__(self, loader, transform, device=None):
-        self.loader, self.transform, self.device = loader, transform, device
+        self.loader, self.transform = loader, transform
+        self.device = None if device is None else torch.device(device)
+        self._copy_stream = None
 
     def __len__(self):
         return len(self.loader)
@@ -102,8 +118,23 @@ class DeviceLoader:
 
     def finish(self, batch):
         if self.device is not None:
-            batch = to_device(batch, self.device)
+            batch = self._copy(batch)
         return self.transform(batch)
+
+    def _copy(self, batch):
+        if self.device.type != "cuda":
+            return to_device(batch, self.device)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self.device)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self._copy_stream):
+            batch = to_device(batch, self.device)
+        compute.wait_stream(self._copy_stream)
+        for t in _tensors(batch):
+            # Allocated on the copy stream, used on the compute one: keep the caching allocator
+            # from handing this memory to the next copy before the model is done with it.
+            t.record_stream(compute)
+        return batch
 
 
 class TrainLoader(DeviceLoader):

@@ -182,3 +182,28 @@ def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
                     "DATASETS.SKIP_BAD", True, root=str(root))
     got = [i for b in build_test_loader(cfg, s.query) for i in b["index"].tolist()]
     assert got == [i for i in range(len(s.query)) if i != 1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
+def test_cuda_batches_equal_cpu_batches_under_a_busy_stream(train_setup):
+    """The side-stream copy: batches finished on the GPU equal those finished on the CPU while
+    the compute stream is still busy with earlier work and earlier batches are already dropped
+    (their memory free for the next copy). No erasing: its noise comes from the device's RNG."""
+    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "INPUT.RE_PROB", 0.0)
+    dev = torch.device("cuda")
+    want = _batches(build_train_loader(cfg, s.train), 2) + list(build_test_loader(cfg, s.gallery))
+    x = torch.randn(2048, 2048, device=dev)
+    train = build_train_loader(cfg, s.train, device=dev)
+    train.set_epoch(2)
+    got = []
+    for loader in (train, build_test_loader(cfg, s.gallery, device=dev)):
+        for batch in loader:
+            for _ in range(50):  # the compute stream stays busy while the next copy runs
+                x = torch.tanh(x @ x)
+            # clones queued behind that work; the batch itself is dropped at the next iteration
+            got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
+    assert len(got) == len(want)
+    for a, (index, images) in zip(want, got):
+        assert torch.equal(a["index"], index.cpu())
+        for m in a["images"]:
+            torch.testing.assert_close(images[m].cpu(), a["images"][m], rtol=0, atol=1e-5)
