@@ -125,7 +125,9 @@ def _score(results, pattern):
 
 class Checkpoint(HookBase):
     """last.pth + `last_checkpoint` every epoch, model_{epoch:04d}.pth every CHECKPOINT_PERIOD
-    epochs (last KEEP_CHECKPOINTS kept), model_final.pth at the end."""
+    epochs (last KEEP_CHECKPOINTS kept), model_final.pth at the end. Files are written in the
+    background while the next epoch trains (utils/checkpoint.py); training ends once all are on
+    disk."""
 
     def after_epoch(self):
         t = self.trainer
@@ -138,4 +140,5 @@ class Checkpoint(HookBase):
     def after_train(self):
         t = self.trainer
         t.checkpointer.save("model_final.pth", t.epoch, t.cfg, extra=dict(t.state))
+        t.checkpointer.wait()
         comm.synchronize()

@@ -115,6 +115,9 @@ class Trainer:
                     h.after_epoch()
             for h in self.hooks:
                 h.after_train()
+        except BaseException:
+            self.checkpointer.wait(raise_error=False)  # the file in flight is completed
+            raise
         finally:
             self.writer.close()
             self.loader.close()

@@ -5,12 +5,20 @@ A checkpoint is a dict: {"model", "optimizer", "scheduler", "scaler", "epoch" (l
 fsynced and moved into place with os.replace, so a kill during a write never leaves a corrupt file
 under the final name; `last_checkpoint` (a text file naming the newest full checkpoint) is replaced
 the same way, after the checkpoint it names is complete.
+
+Writing happens in the background: `save` copies the state to host memory (a consistent snapshot,
+while training goes on changing the tensors in place) and a thread serialises and fsyncs it, one
+file at a time. A ViT-B model with its Adam state is 1.2 GB, about 2 s to write: in the foreground
+that doubled the wall time of an RGBNT201 epoch on an H100. `wait()` returns once every file is
+on disk and raises if a write failed.
 """
 
 import logging
 import os
 import random
 import re
+import threading
+import time
 
 import numpy as np
 import torch
@@ -25,11 +33,16 @@ _PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
 
 def _atomic_write(path, write):
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):  # no partial file left behind
+            os.remove(tmp)
+        raise
     dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -65,6 +78,17 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _to_host(obj):
+    """A copy of a nested state (dicts, lists, tuples) with every tensor copied to host memory."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
+
+
 def read_last(output_dir):
     """Path of the newest full checkpoint named by `last_checkpoint`, or None."""
     marker = os.path.join(output_dir, LAST)
@@ -84,6 +108,7 @@ class Checkpointer:
         self.model, self.optimizer = model, optimizer
         self.scheduler, self.scaler = scheduler, scaler
         self.keep = keep
+        self._writer, self._error = None, None
 
     def state(self, epoch, cfg=None, extra=None):
         opt = self.optimizer
@@ -100,18 +125,48 @@ class Checkpointer:
         }
 
     def save(self, name, epoch, cfg=None, extra=None, mark_last=False):
-        """Write OUTPUT_DIR/name; collective under DDP (RNG gather), files from rank 0 only."""
+        """Write OUTPUT_DIR/name in the background (after any write still in flight); collective
+        under DDP (RNG gather), files from rank 0 only. Returns the path; the file is there once
+        `wait()` returns."""
         state = self.state(epoch, cfg, extra)
         if not comm.is_main_process():
             return None
+        self.wait()
+        state = _to_host(state)
         path = os.path.join(self.output_dir, name)
-        atomic_save(state, path)
-        if mark_last:
-            _atomic_write(os.path.join(self.output_dir, LAST), lambda f: f.write(name.encode()))
-        if _PERIODIC.match(name):
-            self._rotate()
-        logger.info("saved %s (epoch %d)", path, epoch)
+
+        def write():
+            start = time.perf_counter()
+            try:
+                atomic_save(state, path)
+                if mark_last:
+                    _atomic_write(os.path.join(self.output_dir, LAST),
+                                  lambda f: f.write(name.encode()))
+                if _PERIODIC.match(name):
+                    self._rotate()
+            except BaseException as e:  # raised by the next save() or wait()
+                self._error = (path, e)
+                return
+            logger.info("saved %s (epoch %d) in %.1f s", path, epoch, time.perf_counter() - start)
+
+        # Not a daemon: an interpreter that exits (also on an exception) first finishes the file.
+        self._writer = threading.Thread(target=write, name=f"checkpoint {name}")
+        self._writer.start()
         return path
+
+    def wait(self, raise_error=True):
+        """Block until the checkpoint in flight (if any) is written. A failed write raises, or
+        with raise_error=False is logged (on a path that is already raising something else)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.join()
+        error, self._error = self._error, None
+        if error is not None:
+            path, e = error
+            if not raise_error:
+                logger.error("writing the checkpoint %s failed: %r", path, e)
+                return
+            raise RuntimeError(f"writing the checkpoint {path} failed: {e!r}") from e
 
     def _rotate(self):
         if self.keep <= 0:
@@ -122,6 +177,7 @@ class Checkpointer:
 
     def load(self, path):
         """Restore everything from `path`; returns (last finished epoch, extra dict)."""
+        self.wait()
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(ckpt["model"])
         for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"),

@@ -58,7 +58,9 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_p
     log = tmp_path / "log.txt"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and "epoch 2 iter 1/" in log.read_text():
+        # epoch 1's checkpoint is written in the background: kill once it is on disk
+        text = log.read_text() if log.exists() else ""
+        if "epoch 2 iter 1/" in text and "last.pth (epoch 1)" in text:
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its loader workers, mid-epoch 2

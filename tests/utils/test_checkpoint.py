@@ -1,4 +1,4 @@
-"""Atomic writes, rotation, RNG round trip."""
+"""Atomic writes, background writes, rotation, RNG round trip."""
 
 import os
 import random
@@ -33,6 +33,7 @@ def test_rotation_and_last_marker(tmp_path):
     for epoch in range(1, 5):
         ck.save(f"model_{epoch:04d}.pth", epoch)
         ck.save("last.pth", epoch, mark_last=True)
+    ck.wait()
     names = sorted(n for n in os.listdir(tmp_path) if n.startswith("model_"))
     assert names == ["model_0003.pth", "model_0004.pth"]
     assert read_last(str(tmp_path)).endswith("last.pth")
@@ -47,6 +48,7 @@ def test_load_restores_model_optimizer_and_rng(tmp_path):
     opt.step()
     ck = Checkpointer(str(tmp_path), model, opt)
     ck.save("last.pth", 7, extra={"best_val_mAP": 1.5}, mark_last=True)
+    ck.wait()
     expected = (random.random(), np.random.rand(), torch.rand(1))
 
     other = nn.Linear(2, 2)
@@ -58,6 +60,38 @@ def test_load_restores_model_optimizer_and_rng(tmp_path):
     assert other_opt.state_dict()["state"][0]["step"] == 1
     assert (random.random(), np.random.rand()) == expected[:2]
     assert torch.equal(torch.rand(1), expected[2])
+
+
+def test_background_write_holds_the_state_at_save_time(tmp_path):
+    model = nn.Linear(2, 2)
+    ck = Checkpointer(str(tmp_path), model)
+    before = model.weight.detach().clone()
+    ck.save("last.pth", 1, mark_last=True)
+    with torch.no_grad():  # training goes on while the file is written
+        model.weight.add_(1.0)
+    ck.wait()
+    saved = torch.load(read_last(str(tmp_path)), weights_only=True)["model"]["weight"]
+    assert torch.equal(saved, before)
+
+
+def test_failed_background_write_raises_at_the_next_wait_and_keeps_the_old_file(tmp_path,
+                                                                                 monkeypatch):
+    ck = Checkpointer(str(tmp_path), nn.Linear(2, 2))
+    ck.save("last.pth", 1, mark_last=True)
+    ck.wait()
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    ck.save("last.pth", 2, mark_last=True)
+    with pytest.raises(RuntimeError, match=r"last\.pth failed: OSError\('disk full'\)"):
+        ck.wait()
+    monkeypatch.undo()
+    ck.wait()  # the error is reported once
+    assert torch.load(read_last(str(tmp_path)), weights_only=True)["epoch"] == 1
+    assert not any(".tmp" in n for n in os.listdir(tmp_path))
 
 
 def test_rng_state_round_trip():
