@@ -192,15 +192,15 @@ def test_cuda_batches_equal_cpu_batches_under_a_busy_stream(train_setup):
     cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "INPUT.RE_PROB", 0.0)
     dev = torch.device("cuda")
     want = _batches(build_train_loader(cfg, s.train), 2) + list(build_test_loader(cfg, s.gallery))
-    x = torch.randn(2048, 2048, device=dev)
     train = build_train_loader(cfg, s.train, device=dev)
     train.set_epoch(2)
     got = []
     for loader in (train, build_test_loader(cfg, s.gallery, device=dev)):
         for batch in loader:
-            for _ in range(50):  # the compute stream stays busy while the next copy runs
-                x = torch.tanh(x @ x)
-            # clones queued behind that work; the batch itself is dropped at the next iteration
+            # The compute stream spins (tens of ms) while the host fetches and copies the next
+            # batch; the clones queue behind it, and the batch itself is dropped at the next
+            # iteration. Without record_stream its memory would take the next copies too early.
+            torch.cuda._sleep(100_000_000)
             got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
     assert len(got) == len(want)
     for a, (index, images) in zip(want, got):
