@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from data import build_dataset, build_test_loader, build_train_loader
+from data.build import DeviceLoader
 from data.samplers import EpochBatchSampler
-from data.transforms import TripletTransform
+from data.transforms import BatchTransform, TripletTransform
 
 
 @pytest.fixture
@@ -185,23 +186,24 @@ def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
-def test_cuda_batches_equal_cpu_batches_under_a_busy_stream(train_setup):
-    """The side-stream copy: batches finished on the GPU equal those finished on the CPU while
-    the compute stream is still busy with earlier work and earlier batches are already dropped
-    (their memory free for the next copy). No erasing: its noise comes from the device's RNG."""
-    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "INPUT.RE_PROB", 0.0)
-    dev = torch.device("cuda")
-    want = _batches(build_train_loader(cfg, s.train), 2) + list(build_test_loader(cfg, s.gallery))
-    train = build_train_loader(cfg, s.train, device=dev)
-    train.set_epoch(2)
+def test_cuda_batches_equal_cpu_batches_under_a_busy_stream(smoke_cfg):
+    """The side-stream copy: batches finished on the GPU equal those finished on the CPU while the
+    compute stream is still busy with earlier work and earlier batches are already dropped (their
+    memory free for the next copies). The raw batches are pinned up front: allocating pinned memory
+    during the loop would synchronise the device and hide a missing record_stream."""
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4)
+    s = build_dataset(cfg)
+    raw = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()}
+           | {"images": {m: t.pin_memory() for m, t in b["images"].items()}}
+           for b in build_test_loader(cfg, s.gallery).loader]
+    assert len(raw) > 3
+    want = [BatchTransform(cfg, False)(b) for b in raw]
     got = []
-    for loader in (train, build_test_loader(cfg, s.gallery, device=dev)):
-        for batch in loader:
-            # The compute stream spins (tens of ms) while the host fetches and copies the next
-            # batch; the clones queue behind it, and the batch itself is dropped at the next
-            # iteration. Without record_stream its memory would take the next copies too early.
-            torch.cuda._sleep(100_000_000)
-            got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
+    for batch in DeviceLoader(raw, BatchTransform(cfg, False), torch.device("cuda")):
+        # The compute stream spins (tens of ms) while the host copies the next batches; the clones
+        # queue behind it, and the batch itself is dropped at the next iteration.
+        torch.cuda._sleep(100_000_000)
+        got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
     assert len(got) == len(want)
     for a, (index, images) in zip(want, got):
         assert torch.equal(a["index"], index.cpu())
