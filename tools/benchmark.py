@@ -7,6 +7,8 @@ synthetic RGBNT201 set at full size (generated under --root when missing):
 - train_e2e: steady-state training triplets/s through the real data pipeline and engine.Trainer's
   step (--iters timed iterations after --warmup, across epoch boundaries);
 - train_model: the same step on batches already on the GPU (the model's ceiling);
+- train_epochs: engine.Trainer.train() for --epochs epochs as train_net.py runs them (epoch-end
+  hooks and a last.pth checkpoint per epoch included), timed from one epoch end to the next;
 - extract_e2e: engine.evaluator.extract_features over >= --gallery triplets read from JPEG files;
 - extract_loader: the test loader alone over the same triplets (decoded, on the GPU, normalised);
 - extract_model: the eval forward on decoded tensors already on the GPU;
@@ -33,7 +35,7 @@ from config import load_config  # noqa: E402
 from data import build_dataset, build_test_loader, build_train_loader  # noqa: E402
 from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
-from engine import Trainer  # noqa: E402
+from engine import HookBase, Trainer  # noqa: E402
 from engine.evaluator import extract_features  # noqa: E402
 from engine.launch import (  # noqa: E402
     amp_dtype,
@@ -190,6 +192,8 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
         triplets_per_s=round(args.iters // 2 * per_rank * comm.get_world_size() / sec, 1),
     )
     loader.close()  # its workers end their pass: no slow exit
+    if args.epochs:
+        bench_epochs(trainer, name, device, args.epochs)
     if cfg.SOLVER.COMPILE:
         from torch._dynamo.utils import counters
 
@@ -199,6 +203,28 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
              cudagraph_skips=counters["inductor"]["cudagraph_skips"])
     if args.profile and comm.is_main_process():
         profile_steps(model_steps, args.profile, name)
+
+
+def bench_epochs(trainer, name, device, epochs):
+    """Whole epochs of trainer.train(), from the end of epoch 2 to the end of the last (epoch 1
+    warms up, epoch 2's checkpoint allocates the host buffers), written to OUTPUT_DIR."""
+    ends = []
+
+    class EpochEnd(HookBase):
+        def after_epoch(self):
+            sync(device)
+            ends.append(time.perf_counter())
+
+    hook = EpochEnd()
+    hook.trainer = trainer
+    trainer.hooks.append(hook)
+    trainer.max_epochs = epochs
+    trainer.train()
+    per_epoch = trainer.iters_per_epoch * trainer.cfg.SOLVER.IMS_PER_BATCH
+    seconds = (ends[-1] - ends[1]) / (epochs - 2)
+    emit(measure="train_epochs", config=name, epochs=epochs,
+         iters_per_epoch=trainer.iters_per_epoch, seconds_per_epoch=round(seconds, 3),
+         triplets_per_s=round(per_epoch / seconds, 1))
 
 
 def profile_steps(steps, n, name):
@@ -422,6 +448,8 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--iters", type=int, default=200, help="timed training iterations")
     p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=5,
+                   help="train_epochs: whole epochs of Trainer.train(), >= 3 (0: skip)")
     p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
     p.add_argument(
         "--metrics-size",
@@ -453,6 +481,8 @@ if __name__ == "__main__":
     args.configs = args.configs or list(CONFIGS)
     if args.train_only:
         args.measures = ["train"]
+    if args.epochs and args.epochs < 3:
+        p.error("--epochs: at least 3 (epochs 1-2 are not timed), or 0 to skip train_epochs")
     # A stuck run prints every thread's stack and exits instead of eating the lease.
     faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
