@@ -4,7 +4,8 @@
 #   bash scripts/bench_gpu.sh OUT_DIR [attention] [train] [extract]      (default: all three)
 #
 # attention: forward + backward of the backbone's attention per SDPA backend.
-# train:     training throughput of DeMo and DeMo_SDTPS, compiled with CUDA graphs, with
+# train:     training throughput of DeMo and DeMo_SDTPS (steps with data, model only, whole epochs of
+#            Trainer.train() with checkpoints), compiled with CUDA graphs, with
 #            MODEL.SDPA_BACKEND $SDPA_BACKEND (default auto); TORCH_LOGS=perf_hints: the log says
 #            why a graph would run without CUDA graphs.
 # extract:   feature extraction (JPEG files and decoded tensors) and the metric time.
