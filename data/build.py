@@ -78,21 +78,21 @@ class Collate:
         return batch
 
 
-def to_device(batch, device):
-    """Tensors (also inside dicts) to `device` without blocking the host; the rest as is."""
+def to_device(batch, device, used_on=None):
+    """Tensors (also inside dicts) to `device` without blocking the host; the rest as is.
+
+    used_on: the CUDA stream that will use the copies when they are made on another one; it is
+    recorded on each, so the caching allocator does not hand their memory to a later copy before
+    that stream is done with them.
+    """
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        x = batch.to(device, non_blocking=True)
+        if used_on is not None:
+            x.record_stream(used_on)
+        return x
     if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device, used_on) for k, v in batch.items()}
     return batch
-
-
-def _tensors(batch):
-    if isinstance(batch, torch.Tensor):
-        yield batch
-    elif isinstance(batch, dict):
-        for v in batch.values():
-            yield from _tensors(v)
 
 
 class DeviceLoader:
@@ -128,12 +128,8 @@ class DeviceLoader:
             self._copy_stream = torch.cuda.Stream(self.device)
         compute = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._copy_stream):
-            batch = to_device(batch, self.device)
+            batch = to_device(batch, self.device, used_on=compute)
         compute.wait_stream(self._copy_stream)
-        for t in _tensors(batch):
-            # Allocated on the copy stream, used on the compute one: keep the caching allocator
-            # from handing this memory to the next copy before the model is done with it.
-            t.record_stream(compute)
         return batch
 
 

@@ -21,7 +21,8 @@ root=${BENCH_ROOT:-/tmp/bench}
 config=${CONFIG:-configs/RGBNT201/DeMo.yml}
 epochs=${EPOCHS:-8}
 schedule=(SOLVER.MAX_EPOCHS "$epochs" SOLVER.WARMUP_ITERS 2 SOLVER.BACKBONE_LR 1e-4
-          SOLVER.EVAL_PERIOD "$epochs" SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 53 DATASETS.ROOT_DIR "$root")
+          SOLVER.EVAL_PERIOD "$epochs" SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 53
+          DATASETS.ROOT_DIR "$root")
 case $path in
   fp32) opts=(SOLVER.AMP off) ;;
   optimised) opts=(SOLVER.COMPILE True SOLVER.COMPILE_MODE reduce-overhead) ;;

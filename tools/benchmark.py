@@ -265,9 +265,8 @@ def bench_extract(cfg, name, model, splits, device, args):
         triplets_per_s=round(len(records) / (time.perf_counter() - t), 1),
     )
     # The test loader alone (decode, transfer, normalisation on the device), no model: the rate
-    # the data side could feed extract_e2e with.
-    # first_batch_s: starting the workers and finishing the first batch, a fixed cost of every
-    # extraction that the model cannot overlap.
+    # the data side could feed extract_e2e with; first_batch_s (starting the workers, finishing
+    # the first batch) is a fixed cost of every extraction that the model cannot overlap.
     t = time.perf_counter()
     batches = iter(build_test_loader(cfg, records, device=device))
     n = len(next(batches)["paths"])

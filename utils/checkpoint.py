@@ -153,7 +153,7 @@ class Checkpointer:
         pinned memory (1.2 GB for ViT-B with Adam) on rank 0. On an H100 this took the epoch
         end's overhead from about 0.15 s (pageable copies) to under 0.03 s.
         """
-        slots, on_gpu = itertools.count(), []
+        slots, devices = itertools.count(), set()
 
         def copy(obj):
             if isinstance(obj, torch.Tensor):
@@ -165,7 +165,7 @@ class Checkpointer:
                 if buf is None or buf.shape != obj.shape or buf.dtype != obj.dtype:
                     buf = self._pinned[i] = torch.empty(obj.shape, dtype=obj.dtype,
                                                         pin_memory=True)
-                on_gpu.append(obj.device)
+                devices.add(obj.device)
                 return buf.copy_(obj, non_blocking=True)
             if isinstance(obj, dict):
                 return {k: copy(v) for k, v in obj.items()}
@@ -174,7 +174,7 @@ class Checkpointer:
             return obj
 
         out = copy(state)
-        for device in set(on_gpu):
+        for device in devices:
             torch.cuda.synchronize(device)
         return out
 
