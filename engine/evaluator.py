@@ -5,6 +5,7 @@ gallery: extracted once), sharded over ranks by the test loader and gathered by 
 which ranks every return_pattern and broadcasts the results.
 """
 
+import atexit
 import logging
 import sys
 import time
@@ -57,7 +58,7 @@ def extract_features(cfg, model, records):
     miss = missing_modalities(cfg)
     was_training = model.training
     model.eval()
-    loader = build_test_loader(cfg, records, device=device)
+    loader = _test_loader(cfg, records, device)
     if comm.is_main_process() and sys.stdout.isatty():
         loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
     forward, full = compile_model(cfg, model), None
@@ -93,6 +94,33 @@ def extract_features(cfg, model, records):
                            "records (duplicates or gaps across ranks)")
     order = torch.argsort(index)
     return {k: v[order] for k, v in feats.items()}
+
+
+_KEPT = {}  # the test loaders kept by _test_loader, least recently used first
+
+
+def _test_loader(cfg, records, device):
+    """The test loader of `records`, kept with its persistent workers for the next extraction
+    of the same records with the same loader settings: evaluating every EVAL_PERIOD epochs, or
+    under each TEST.MISS setting, starts the workers once (forking a large training process costs
+    up to a second per evaluation). Two are kept (a run's test and validation sets); the least
+    recently used one beyond that is closed, and all are at exit."""
+    # repr(records): every field of every record, in order (Records are not hashable)
+    key = (repr(records), str(device), cfg.INPUT.dump(), cfg.DATALOADER.dump(),
+           cfg.TEST.IMS_PER_BATCH, cfg.DATASETS.SKIP_BAD, comm.get_rank(), comm.get_world_size())
+    loader = _KEPT.pop(key, None)
+    if loader is None:
+        while len(_KEPT) >= 2:
+            _KEPT.pop(next(iter(_KEPT))).close()
+        loader = build_test_loader(cfg, records, device=device)
+    _KEPT[key] = loader
+    return loader
+
+
+@atexit.register  # before multiprocessing's exit handler (atexit runs last-registered first)
+def _close_kept():
+    while _KEPT:
+        _KEPT.popitem()[1].close()
 
 
 def _pad(batch, size):

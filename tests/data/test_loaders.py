@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from data import build_dataset, build_test_loader, build_train_loader
-from data.build import DeviceLoader
+from data.build import BatchRing
 from data.samplers import EpochBatchSampler
-from data.transforms import BatchTransform, TripletTransform
+from data.transforms import TripletTransform
 
 
 @pytest.fixture
@@ -185,27 +185,68 @@ def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
     assert got == [i for i in range(len(s.query)) if i != 1]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
-def test_cuda_batches_equal_cpu_batches_under_a_busy_stream(smoke_cfg):
-    """The side-stream copy: batches finished on the GPU equal those finished on the CPU while the
-    compute stream is still busy with earlier work and earlier batches are already dropped (their
-    memory free for the next copies). The raw batches are pinned up front: allocating pinned memory
-    during the loop would synchronise the device and hide a missing record_stream."""
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4)
+def test_ring_slots_and_persistent_workers(smoke_cfg):
+    """Batches are written into P x W + LAG ring slots; a second pass is served by the same
+    worker processes and gives the same batches; close() ends them and a new pass starts new
+    ones."""
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
+                    "DATALOADER.PREFETCH_FACTOR", 2)
     s = build_dataset(cfg)
-    raw = [{k: v.pin_memory() if torch.is_tensor(v) else v for k, v in b.items()}
-           | {"images": {m: t.pin_memory() for m, t in b["images"].items()}}
-           for b in build_test_loader(cfg, s.gallery).loader]
-    assert len(raw) > 3
-    want = [BatchTransform(cfg, False)(b) for b in raw]
-    got = []
-    for batch in DeviceLoader(raw, BatchTransform(cfg, False), torch.device("cuda")):
-        # The compute stream spins (tens of ms) while the host copies the next batches; the clones
-        # queue behind it, and the batch itself is dropped at the next iteration.
-        torch.cuda._sleep(100_000_000)
-        got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
-    assert len(got) == len(want)
-    for a, (index, images) in zip(want, got):
-        assert torch.equal(a["index"], index.cpu())
-        for m in a["images"]:
-            torch.testing.assert_close(images[m].cpu(), a["images"][m], rtol=0, atol=1e-5)
+    records = s.gallery * 4
+    loader = build_test_loader(cfg, records)
+    assert len(loader.ring) == 2 * 2 + BatchRing.LAG
+    assert len(loader) > len(loader.ring)  # the slots are reused within a pass
+
+    def workers():
+        return [w.pid for w in loader.loader._iterator._workers]
+
+    first = list(loader)
+    pids = workers()
+    second = list(loader)
+    assert workers() == pids
+    want = list(build_test_loader(smoke_cfg("TEST.IMS_PER_BATCH", 4), records))
+    for batches in (first, second):
+        assert len(batches) == len(want)
+        for a, b in zip(batches, want):
+            assert torch.equal(a["index"], b["index"])
+            assert all(torch.equal(a["images"][m], b["images"][m]) for m in a["images"])
+    loader.close()
+    assert loader.loader._iterator is None
+    assert torch.equal(next(iter(loader))["images"]["NI"], want[0]["images"]["NI"])
+    assert workers() != pids
+    loader.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
+def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
+    """The page-locked ring and the side-stream copy: batches finished on the GPU equal those
+    finished on the CPU while every copy waits behind 20 ms of work on its stream and the compute
+    stream is busy too. The workers refill a slot as soon as the loader may hand it out again, so
+    a copy not waited for before that would read the next batch's pixels."""
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
+                    "DATALOADER.PREFETCH_FACTOR", 2)
+    records = build_dataset(cfg).gallery * 4
+    want = list(build_test_loader(cfg, records))
+    loader = build_test_loader(cfg, records, device=torch.device("cuda"))
+    copy = loader._copy
+
+    def slow_copy(batch):
+        if loader._copy_stream is None:
+            loader._copy_stream = torch.cuda.Stream()
+        with torch.cuda.stream(loader._copy_stream):
+            torch.cuda._sleep(20_000_000)
+        return copy(batch)
+
+    loader._copy = slow_copy
+    for _ in range(2):  # the second pass: the same workers, the ring already locked
+        got = []
+        for batch in loader:
+            torch.cuda._sleep(20_000_000)  # the compute stream is busy as well
+            got.append((batch["index"].clone(),
+                        {m: t.clone() for m, t in batch["images"].items()}))
+        assert len(got) == len(want) > len(loader.ring)
+        for a, (index, images) in zip(want, got):
+            assert torch.equal(a["index"], index.cpu())
+            for m in a["images"]:
+                torch.testing.assert_close(images[m].cpu(), a["images"][m], rtol=0, atol=1e-5)
+    loader.close()

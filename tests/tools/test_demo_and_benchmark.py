@@ -35,7 +35,8 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     measures = {r["measure"] for r in rows}
     assert measures == {"loader", "train_e2e", "train_model", "train_epochs", "memory_train",
-                        "extract_e2e", "extract_loader", "extract_model", "metrics", "attention"}
+                        "extract_e2e_first", "extract_e2e", "extract_loader_first",
+                        "extract_loader", "extract_model", "metrics", "attention"}
     epochs = next(r for r in rows if r["measure"] == "train_epochs")
     assert epochs["epochs"] == 3 and epochs["seconds_per_epoch"] > 0
     assert (tmp_path / "DeMo_SDTPS" / "last.pth").exists()  # the checkpoints are part of it
