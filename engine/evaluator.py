@@ -105,8 +105,9 @@ def _test_loader(cfg, records, device):
     under each TEST.MISS setting, starts the workers once (forking a large training process costs
     up to a second per evaluation). Two are kept (a run's test and validation sets); the least
     recently used one beyond that is closed, and all are at exit."""
-    # repr(records): every field of every record, in order (Records are not hashable)
-    key = (repr(records), str(device), cfg.INPUT.dump(), cfg.DATALOADER.dump(),
+    # A record's key is the path its files are found from (data/datasets), so the keys name what
+    # the loader reads (a few ms for 20,000 records, where repr(records) takes 0.1 s).
+    key = (tuple(r.key for r in records), str(device), cfg.INPUT.dump(), cfg.DATALOADER.dump(),
            cfg.TEST.IMS_PER_BATCH, cfg.DATASETS.SKIP_BAD, comm.get_rank(), comm.get_world_size())
     loader = _KEPT.pop(key, None)
     if loader is None:
