@@ -49,7 +49,9 @@ for w in workers:
         torch.cuda.synchronize()
         report(workers=w, rep=rep, e2e_tps=round(len(records) / (time.perf_counter() - t), 1))
 
+    t = time.perf_counter()
     loader = evaluator._test_loader(cfg, records, device)
+    report(workers=w, kept_loader_lookup_s=round(time.perf_counter() - t, 4))
     forward = compile_model(cfg, model)
     dtype = amp_dtype(cfg, device)
     model.eval()
@@ -73,6 +75,16 @@ for w in workers:
             done.append(e)
         torch.cuda.synchronize()
         total = time.perf_counter() - t0
+        # extract_features' tail, as written: concatenate, to the host, order by index
+        t = time.perf_counter()
+        local = {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]}
+        t_host = time.perf_counter() - t
+        index = torch.arange(len(records))
+        order = torch.argsort(index)
+        local = {k: v[order] for k, v in local.items()}
+        t_tail = time.perf_counter() - t
+        report(workers=w, tail_to_host_s=round(t_host, 4), tail_total_s=round(t_tail, 4),
+               feature_MB=round(sum(v.nbytes for v in local.values()) / 2**20, 1))
     gpu = [start.elapsed_time(e) / 1000 for e in done]
     idle = sum(max(0.0, recv[j] - gpu[j - 1]) for j in range(1, len(gpu)))
     per = [gpu[j] - max(gpu[j - 1], recv[j]) for j in range(1, len(gpu))]
