@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import build_test_loader
+from data.samplers import shard_range
 from modeling import select_pattern
 from utils import comm
 from utils.events import EventWriter
@@ -62,7 +63,8 @@ def extract_features(cfg, model, records):
     if comm.is_main_process() and sys.stdout.isatty():
         loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
     forward, full = compile_model(cfg, model), None
-    indices, outs = [], []
+    size = len(shard_range(len(records)))  # this rank's items (fewer if DATASETS.SKIP_BAD skips)
+    indices, host, done = [], None, 0
     for batch in loader:
         indices.append(batch["index"])
         for mod in miss:  # after normalisation: the modality carries no signal at all
@@ -75,13 +77,19 @@ def extract_features(cfg, model, records):
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, dtype):
             feats = forward(batch)
-        # a copy: a CUDA graph's next replay overwrites its outputs
-        outs.append({k: v[:n].to(torch.float32, copy=True) for k, v in feats.items()
-                     if torch.is_tensor(v)})
+        feats = {k: v for k, v in feats.items() if torch.is_tensor(v)}
+        if host is None:  # page-locked on a GPU: the copies below run while the model goes on
+            host = {k: torch.empty((size, *v.shape[1:]), dtype=torch.float32,
+                                   pin_memory=device.type == "cuda") for k, v in feats.items()}
+        # Each batch's features go to the host as they are made (queued before the next replay
+        # of a CUDA graph overwrites them), instead of 0.3-0.4 s of copying at the end for 20,000
+        # triplets.
+        for k, v in feats.items():
+            host[k][done:done + n].copy_(v[:n], non_blocking=True)
+        done += n
     model.train(was_training)
-    # One device-to-host copy per feature kind at the end, not a synchronising copy per batch.
-    local = (torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long),
-             {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]} if outs else {})
+    index = torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long)  # syncs
+    local = (index, {k: v[:done] for k, v in host.items()} if host else {})
     shards = comm.gather_object(local)
     if shards is None:
         return None
