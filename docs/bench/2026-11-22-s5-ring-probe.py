@@ -2,8 +2,9 @@
 
     python3 docs/bench/2026-11-22-s5-ring-probe.py        (log: 2026-11-22-s5-h100-ring-probe.log)
 
-The fork part did not answer: the child, forked after the parent had used CUDA and OpenMP, never
-finished its fill (exit code None after 20 s) and the script then hung at exit. So the loader
+The fork part did not answer: the child, forked after the parent had initialised CUDA, never
+finished its fill (exit code None after 20 s; the cause was not looked into) and the script then
+hung at exit. So the loader
 locks its ring only after its (persistent) workers are forked, and never forks them again.
 """
 
