@@ -73,8 +73,16 @@ class BatchRing:
 
     def __init__(self, slots, modalities, batch, size):
         self.modalities = tuple(modalities)
-        self.pixels = torch.empty((slots, len(self.modalities), batch, *size, 3),
-                                  dtype=torch.uint8).share_memory_()
+        shape = (slots, len(self.modalities), batch, *size, 3)
+        try:
+            self.pixels = torch.empty(shape, dtype=torch.uint8).share_memory_()
+        except RuntimeError as e:
+            gib = slots * len(self.modalities) * batch * size[0] * size[1] * 3 / 2**30
+            raise RuntimeError(
+                f"the loader's batch ring ({slots} slots = DATALOADER.PREFETCH_FACTOR x "
+                f"DATALOADER.NUM_WORKERS + {self.LAG}, of {batch} triplets at {size[0]}x{size[1]}: "
+                f"{gib:.2f} GiB) does not fit in shared memory (/dev/shm; in Docker, "
+                "--shm-size): lower those settings or the batch size") from e
         self._unpin = None
 
     def __len__(self):
@@ -97,7 +105,7 @@ class BatchRing:
         if self._unpin is not None:
             return
         cudart, ptr = torch.cuda.cudart(), self.pixels.data_ptr()
-        err = int(cudart.cudaHostRegister(ptr, self.pixels.nbytes, 0))
+        err = int(cudart.cudaHostRegister(ptr, self.pixels.nbytes, 1))  # 1: portable
         if err:
             raise RuntimeError(f"page-locking the loader's {self.pixels.nbytes / 2**30:.2f} GiB "
                                f"batch ring failed (CUDA error {err})")

@@ -4,8 +4,8 @@
 
 The fork part did not answer: the child, forked after the parent had initialised CUDA, never
 finished its fill (exit code None after 20 s; the cause was not looked into) and the script then
-hung at exit. So the loader
-locks its ring only after its (persistent) workers are forked, and never forks them again.
+hung at exit. So the loader locks its ring only after its (persistent) workers are forked, and
+never forks them again.
 """
 
 import multiprocessing as mp

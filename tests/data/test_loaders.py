@@ -217,6 +217,18 @@ def test_ring_slots_and_persistent_workers(smoke_cfg):
     loader.close()
 
 
+def test_ring_without_shared_memory_names_the_settings(smoke_cfg, monkeypatch):
+    def full(self):
+        raise RuntimeError("unable to allocate shared memory(shm): No space left on device (28)")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
+                    "DATALOADER.PREFETCH_FACTOR", 2)
+    with pytest.raises(RuntimeError, match=r"6 slots = DATALOADER.PREFETCH_FACTOR x "
+                       r"DATALOADER.NUM_WORKERS \+ 2, of 4 triplets at 64x32.*/dev/shm"):
+        build_test_loader(cfg, build_dataset(cfg).gallery)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
 def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
     """The page-locked ring and the side-stream copy: batches finished on the GPU equal those
