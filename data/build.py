@@ -13,6 +13,7 @@ is dropped silently.
 """
 
 import logging
+import math
 import weakref
 from collections import deque
 
@@ -77,7 +78,7 @@ class BatchRing:
         try:
             self.pixels = torch.empty(shape, dtype=torch.uint8).share_memory_()
         except RuntimeError as e:
-            gib = slots * len(self.modalities) * batch * size[0] * size[1] * 3 / 2**30
+            gib = math.prod(shape) / 2**30
             raise RuntimeError(
                 f"the loader's batch ring ({slots} slots = DATALOADER.PREFETCH_FACTOR x "
                 f"DATALOADER.NUM_WORKERS + {self.LAG}, of {batch} triplets at {size[0]}x{size[1]}: "
