@@ -134,8 +134,9 @@ class SlotBatches:
 
 class Collate:
     """(slot, sample dicts (None = skipped)) -> one batch dict, its images written into the ring's
-    slot (the batch carries "slot"; `DeviceLoader` attaches the images); an all-skipped batch has
-    B = 0. Training batches also carry "draws" (B, M, N_DRAWS) and "noise_seed" (an int)."""
+    slot: batch["images"] is that slot's number until `DeviceLoader` puts the pixels there. An
+    all-skipped batch has B = 0. Training batches also carry "draws" (B, M, N_DRAWS) and
+    "noise_seed" (an int)."""
 
     def __init__(self, ring):
         self.ring = ring
@@ -149,7 +150,7 @@ class Collate:
         def longs(key):
             return torch.tensor([s[key] for s in samples], dtype=torch.long)
 
-        batch = {"slot": slot, "pids": longs("pid"), "camids": longs("camid"),
+        batch = {"images": slot, "pids": longs("pid"), "camids": longs("camid"),
                  "sceneids": longs("sceneid"), "index": longs("index"),
                  "paths": [s["path"] for s in samples]}
         if samples and samples[0]["draws"] is not None:
@@ -230,9 +231,7 @@ class DeviceLoader:
         return self.device is not None and self.device.type == "cuda"
 
     def finish(self, batch):
-        rest = {k: v for k, v in batch.items() if k != "slot"}
-        # "images" first, as batches were before the ring: compiled graphs guard on key order
-        batch = {"images": self.ring.images(batch["slot"], len(batch["paths"])), **rest}
+        batch = dict(batch, images=self.ring.images(batch["images"], len(batch["paths"])))
         if self.device is not None:
             batch = self._copy(batch)
         # on the CPU the transform copies the pixels out of the ring (normalised floats)

@@ -88,7 +88,9 @@ def extract_features(cfg, model, records):
             host[k][done:done + n].copy_(v[:n], non_blocking=True)
         done += n
     model.train(was_training)
-    index = torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long)  # syncs
+    if device.type == "cuda":  # the feature copies above have landed
+        torch.cuda.current_stream(device).synchronize()
+    index = torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long)
     local = (index, {k: v[:done] for k, v in host.items()} if host else {})
     shards = comm.gather_object(local)
     if shards is None:
