@@ -6,6 +6,7 @@ syncs only at log periods and epoch ends, where a non-finite loss stops the run 
 checkpoint of the corrupted weights is written.
 """
 
+import inspect
 import itertools
 import logging
 import sys
@@ -25,6 +26,34 @@ from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
 from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
 
 logger = logging.getLogger(__name__)
+
+
+def wrap_ddp(model, cfg, device):
+    """`model` under DistributedDataParallel as training uses it (SOLVER.DDP_BUCKET_MB,
+    SOLVER.DDP_GRAD_DTYPE).
+
+    static_graph lets DDP cope with parameters a configuration never uses, without the per-step
+    cost of find_unused_parameters; gradients as views of the buckets save a copy of every
+    gradient per step. Where the installed torch has it (2.14 does, 2.11 does not),
+    batched_grad_copy puts the gradients into the buckets with two kernels a bucket instead of
+    one per parameter: the step zeroes gradients by dropping them, so each step copies all ~180
+    of them, and on two H200s those copies took 0.48 ms of the 22 ms step (docs/PERFORMANCE.md,
+    session 6).
+    """
+    s = cfg.SOLVER
+    kw = {}
+    if "batched_grad_copy" in inspect.signature(DistributedDataParallel).parameters:
+        kw["batched_grad_copy"] = True
+    ids = [device.index] if device.type == "cuda" else None
+    model = DistributedDataParallel(model, device_ids=ids, static_graph=True,
+                                    gradient_as_bucket_view=True, bucket_cap_mb=s.DDP_BUCKET_MB,
+                                    **kw)
+    if s.DDP_GRAD_DTYPE == "bfloat16":
+        model.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    logger.info("DDP over %d ranks: %g MB gradient buckets, all-reduced in %s, %s",
+                comm.get_world_size(), s.DDP_BUCKET_MB, s.DDP_GRAD_DTYPE,
+                "batched copies" if kw else "a copy per gradient")
+    return model
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,18 +99,7 @@ class Trainer:
 
     def _wrap(self, model):
         if comm.get_world_size() > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            # static_graph lets DDP cope with parameters a configuration never uses, without the
-            # per-step cost of find_unused_parameters; gradients as views of the buckets save a
-            # copy of every gradient per step.
-            s = self.cfg.SOLVER
-            model = DistributedDataParallel(model, device_ids=ids, static_graph=True,
-                                            gradient_as_bucket_view=True,
-                                            bucket_cap_mb=s.DDP_BUCKET_MB)
-            if s.DDP_GRAD_DTYPE == "bfloat16":
-                model.register_comm_hook(None, default_hooks.bf16_compress_hook)
-            logger.info("DDP over %d ranks: %g MB gradient buckets, all-reduced in %s",
-                        comm.get_world_size(), s.DDP_BUCKET_MB, s.DDP_GRAD_DTYPE)
+            model = wrap_ddp(model, self.cfg, self.device)
         return compile_model(self.cfg, model)
 
     def head_lr(self):
