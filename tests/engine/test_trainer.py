@@ -107,9 +107,14 @@ def test_nan_loss_stops_naming_epoch_iteration_and_loss(tmp_path):
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    full = _train(_cfg(tmp_path / "full"))
-    cfg = _cfg(tmp_path / "killed")
+@pytest.mark.parametrize("amp", ["off", "fp16"])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, amp):
+    """Also in fp16 (DeMo's own AMP): the GradScaler's state goes through the checkpoint."""
+    full = _train(_cfg(tmp_path / "full", "SOLVER.AMP", amp))
+    if amp == "fp16":
+        scaler = torch.load(tmp_path / "full" / "last.pth", weights_only=True)["scaler"]
+        assert scaler["scale"] > 0 and scaler["_growth_tracker"] > 0
+    cfg = _cfg(tmp_path / "killed", "SOLVER.AMP", amp)
     with pytest.raises(KeyboardInterrupt):
         _train(cfg, loader=FakeLoader(fail_at=(2, 3)))
     assert torch.load(read_last(cfg.OUTPUT_DIR), weights_only=True)["epoch"] == 1
