@@ -128,7 +128,9 @@ def _test_loader(cfg, records, device):
 
 
 @atexit.register  # before multiprocessing's exit handler (atexit runs last-registered first)
-def _close_kept():
+def close_test_loaders():
+    """Close the test loaders kept by extract_features (their workers end, their rings are
+    unlocked); the next extraction starts a new one."""
     while _KEPT:
         _KEPT.popitem()[1].close()
 

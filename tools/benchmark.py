@@ -39,7 +39,7 @@ from data import build_dataset, build_test_loader, build_train_loader  # noqa: E
 from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import HookBase, Trainer  # noqa: E402
-from engine.evaluator import extract_features  # noqa: E402
+from engine.evaluator import close_test_loaders, extract_features  # noqa: E402
 from engine.launch import (  # noqa: E402
     amp_dtype,
     autocast,
@@ -256,6 +256,9 @@ def bench_extract(cfg, name, model, splits, device, args):
     records = (records * (args.gallery // len(records) + 1))[: args.gallery]
     # Repeats of a record would be one sample to the evaluator's de-duplication; here every entry
     # is extracted, so the count is the number of triplets read and encoded.
+    # The evaluator keeps test loaders for the same records and loader settings, which the
+    # previous config's measures share: without closing them its "first" would reuse them.
+    close_test_loaders()
     extract_features(cfg, model, records[:512])  # compiles; a loader of its own
     for measure in ("extract_e2e_first", "extract_e2e"):
         # first: a new test loader (workers forked, ring page-locked inside the clock); then the

@@ -96,4 +96,4 @@ for w in workers:
            gpu_s_per_batch_mean=round(sum(per) / len(per), 4))
     report(workers=w, recv_every_10=[round(x, 3) for x in recv[::10]],
            done_every_10=[round(x, 3) for x in gpu[::10]])
-    evaluator._close_kept()
+    evaluator.close_test_loaders()

@@ -120,7 +120,7 @@ def test_extraction_keeps_its_loader_and_workers(smoke_cfg):
     cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2)
     gallery = build_dataset(cfg).gallery
     model = build_model(cfg, num_classes=8, num_cameras=4)
-    evaluator._close_kept()
+    evaluator.close_test_loaders()
     sets = [gallery[:6], gallery[2:8], gallery[4:10]]
     first = evaluator.extract_features(cfg, model, sets[0])
     (loader,) = evaluator._KEPT.values()
@@ -136,5 +136,5 @@ def test_extraction_keeps_its_loader_and_workers(smoke_cfg):
     evaluator.extract_features(cfg, model, sets[2])  # the third set: the first loader goes
     assert len(evaluator._KEPT) == 2 and loader not in evaluator._KEPT.values()
     assert loader.loader._iterator is None
-    evaluator._close_kept()
+    evaluator.close_test_loaders()
     assert not evaluator._KEPT
