@@ -9,6 +9,12 @@ misses a modality confuses the identities that differ only there. All cues are h
 erasing). Cameras change background, light (gain, colour cast) and pose (shift and scale of the
 body); every image adds its own jitter, background clutter and noise.
 
+`hardness` (0 by default, the demo's set) makes the cues ambiguous in some images: every image
+shifts each body band of each modality by its own random offset, up to `hardness` times about
+the gap between two cue values (90 per RGB channel, 110 NI grey levels, 0.8 of TI heat). Unlike
+pixel noise, a band-wide offset is not averaged away, so at hardness 0.5-1 some images read as
+another code and a converged model stays below mAP 100: a benchmark that does not saturate.
+
 Everything is seeded: the same (name, scale, seed, overrides) writes the same files, whatever the
 number of worker processes (each image draws from its own generator).
 """
@@ -146,8 +152,12 @@ def _clutter(img, rng, n=2):
             rng.uniform(30, 220, img.shape[2])
 
 
-def render_triplet(code, cam, hw, vehicle, rng, seed=0):
-    """(rgb, ni, ti) uint8 arrays of shape (H, W, 3) for one identity code seen by camera `cam`."""
+def render_triplet(code, cam, hw, vehicle, rng, seed=0, hardness=0.0):
+    """(rgb, ni, ti) uint8 arrays of shape (H, W, 3) for one identity code seen by camera `cam`.
+
+    hardness > 0 adds per-image, per-band cue offsets (module docstring); 0 draws nothing extra,
+    so the default images stay the same.
+    """
     h, w = hw
     c = _camera(seed, cam)
     # float32 throughout: half the memory traffic of numpy's float64 default.
@@ -161,22 +171,29 @@ def render_triplet(code, cam, hw, vehicle, rng, seed=0):
     inside = ((v >= 0) & (v < 1) & (u >= 0) & (u < 1))[..., None]
     band = np.clip((v * 3).astype(int), 0, 2)[:, 0]
     gain = c["gain"] * rng.uniform(0.88, 1.12)
+    if hardness:
+        shift = rng.uniform(-hardness, hardness, (3, 5))  # band x (R, G, B, NI, TI)
+        rgb_off, ni_off, ti_off = 90 * shift[:, :3], 110 * shift[:, 3], 0.8 * shift[:, 4]
+    else:
+        rgb_off, ni_off, ti_off = np.zeros((3, 3), np.float32), *np.zeros((2, 3), np.float32)
 
     bg = np.empty((h, w, 3), np.float32)
     bg[:] = c["bg"] + 40 * (yy[..., None] - 0.5)
     _clutter(bg, rng)
     body = np.where((band < 2)[:, None], PALETTE[code[0]], PALETTE[(code[0] + 3) % 6])
+    body = body + rgb_off[band]
     rgb = np.where(inside, body[:, None, :], bg) * gain + c["cast"]
 
     ni_bg = np.full((h, w, 1), c["ni_bg"], np.float32)
     _clutter(ni_bg, rng)
     level = BANDS[code[1]][band][:, None, None]
+    level = level + (ni_off[band] / 150)[:, None, None]
     ni_body = 75 + 150 * level + 12 * np.sin(2 * np.pi * 4 * u)[..., None]
     ni = np.where(inside, ni_body, ni_bg) * gain
 
     ti_bg = np.full((h, w, 1), c["ti_bg"], np.float32)
     _clutter(ti_bg, rng, n=1)
-    on = BANDS[TI_ORDER[code[2]]]
+    on = np.clip(BANDS[TI_ORDER[code[2]]] + ti_off, 0, 1)
     # exp(-a - b) = exp(-a) exp(-b): separable, so only (H, 1) and (1, W) exponentials.
     rows = sum(on[k] * np.exp(-((v - (k + 0.5) / 3) ** 2) / 0.012) for k in range(3))
     heat = rows * np.exp(-((u - 0.5) ** 2) / 0.09)
@@ -202,11 +219,11 @@ def _noise(shape, rng):
 
 def _write(job):
     """Render one manifest entry and write its file(s)."""
-    root, name, seed, size_factor, item = job
+    root, name, seed, size_factor, hardness, item = job
     spec = DATASETS[name]
     h, w = (max(8, int(round(d * size_factor))) for d in spec["size"])
     rng = np.random.default_rng([seed, item["n"]])
-    imgs = render_triplet(item["code"], item["cam"], (h, w), spec["vehicle"], rng, seed)
+    imgs = render_triplet(item["code"], item["cam"], (h, w), spec["vehicle"], rng, seed, hardness)
     if name == "RGBNT100":
         imgs = [np.concatenate(imgs, axis=1)]
     for img, rel in zip(imgs, item["files"]):
@@ -215,20 +232,23 @@ def _write(job):
 
 
 def make_synthetic(root, name, scale=1.0, seed=0, train_ids=None, test_ids=None,
-                   images_per_id=None, size_factor=1.0, workers=None):
+                   images_per_id=None, size_factor=1.0, hardness=0.0, workers=None):
     """Write the synthetic `name` dataset under root/<name> in its real layout.
 
     scale: fraction of the real id and image counts (1 = real counts; floors keep tiny sets usable).
     train_ids / test_ids / images_per_id: explicit overrides for tiny sets. size_factor: multiplies
-    the real image size (1 = 256x128 persons, 768x128 strips, 128x256 vehicles).
+    the real image size (1 = 256x128 persons, 768x128 strips, 128x256 vehicles). hardness: cue
+    ambiguity, 0 to 1 (module docstring).
     Returns plan_counts(...): {split: {"ids": n, "images": n}}.
     """
+    if not 0 <= hardness <= 1:
+        raise ValueError(f"hardness {hardness}: must be between 0 and 1")
     counts = plan_counts(name, scale, train_ids, test_ids, images_per_id)
     manifest = build_manifest(name, counts, seed)
     for folder in sorted({os.path.dirname(os.path.join(root, f)) for it in manifest
                           for f in it["files"]}):
         os.makedirs(folder, exist_ok=True)
-    jobs = [(root, name, seed, size_factor, it) for it in manifest]
+    jobs = [(root, name, seed, size_factor, hardness, it) for it in manifest]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(jobs) > 200:
         with get_context("fork").Pool(workers) as pool:

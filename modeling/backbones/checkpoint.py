@@ -1,17 +1,17 @@
-"""Backbone weights from MODEL.PRETRAIN_PATH: OpenAI CLIP files and timm / TransReID ImageNet files.
+"""Backbone weights from MODEL.PRETRAIN_PATH: OpenAI CLIP files, timm / TransReID ImageNet files,
+and checkpoints of this framework.
 
 Formats read:
 - OpenAI `ViT-B-16.pt`, a TorchScript archive holding fp16 tensors (read with `torch.jit.load`);
 - a plain state dict with OpenAI's key names (`visual.conv1.weight`, ..., `visual.proj`); the text
-tower is
-  ignored;
+  tower is ignored;
 - a timm / TransReID `.pth` (possibly under `model` / `state_dict`, possibly `module.`-prefixed),
-and a
-  JAX `.npz` through timm's own reader.
+  and a JAX `.npz` through timm's own reader;
+- a checkpoint written by train_net.py (`model_final.pth`, ...): its `backbone.*` tensors, so a
+  model trained on one dataset can start another run; the rest of that model is not loaded.
 Names are mapped onto `ReIDViT` (timm names), tensors cast to fp32, and a 14x14 position grid
-resampled
-once to the model's grid with bilinear interpolation (align_corners=False, no antialiasing), as
-DeMo does.
+resampled once to the model's grid with bilinear interpolation (align_corners=False, no
+antialiasing), as DeMo does.
 """
 
 import logging
@@ -123,6 +123,8 @@ def to_backbone_names(sd, backbone):
     """A file's state dict -> ReIDViT names, fp32, position embedding at the model's grid."""
     if any(k.startswith("visual.") for k in sd):
         sd = openai_to_timm(sd, "visual.")
+    elif any(k.startswith("backbone.") for k in sd):  # a whole model of ours
+        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
     else:
         sd = {k: v for k, v in sd.items() if not k.startswith(_DROP_PREFIXES)}
         w = sd.get("patch_embed.proj.weight")

@@ -1,5 +1,6 @@
 """Synthetic datasets: planned counts (real at --scale 1), written counts, codes, determinism."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -66,3 +67,34 @@ def test_each_modality_carries_its_own_code():
         other = render_triplet(tuple(code), 1, (64, 32), False, np.random.default_rng(1))
         diffs = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(base, other)]
         assert diffs[m] > 10 and all(d < 1 for i, d in enumerate(diffs) if i != m), diffs
+
+
+def test_default_images_unchanged():
+    """hardness 0 (the default) draws nothing extra: the demo's set and its README table stay."""
+    digest = hashlib.sha256()
+    for code, cam in [((0, 1, 2), 1), ((5, 3, 4), 3)]:
+        for vehicle, hw in ((False, (64, 32)), (True, (32, 64))):
+            rng = np.random.default_rng([7, code[0]])
+            for img in render_triplet(code, cam, hw, vehicle, rng, seed=2):
+                digest.update(img.tobytes())
+    assert digest.hexdigest() == "99328c17772978c9a652f756fa3e3b50efee4a316722b0cc539925d559e863b3"
+
+
+def _band_means(imgs):
+    """Mean of each modality's three body bands (rows 10-30 %, 37-57 %, 64-84 %, middle columns)."""
+    return np.concatenate([
+        img[int(img.shape[0] * (0.1 + 0.27 * k)):int(img.shape[0] * (0.3 + 0.27 * k)), 10:22]
+        .reshape(-1, 3).mean(0) for img in imgs for k in range(3)])
+
+
+def test_hardness_blurs_codes():
+    """Band offsets grow with hardness until images of one code stray towards other codes."""
+    def spread(hardness):
+        rng = np.random.default_rng(0)
+        x = np.array([_band_means(render_triplet((1, 2, 3), 1, (64, 32), False, rng,
+                                                 hardness=hardness)) for _ in range(40)])
+        return x.std(0).mean()
+
+    assert spread(0.5) > 2 * spread(0.0) and spread(1.0) > 1.5 * spread(0.5)
+    with pytest.raises(ValueError, match="hardness 1.5"):
+        make_synthetic("unused", "RGBNT201", hardness=1.5)

@@ -129,3 +129,19 @@ def test_our_checkpoint_round_trips_and_mismatch_fails(smoke_cfg, tmp_path):
     other = build_model(smoke_cfg("DeMo"), 5, 4)
     with pytest.raises(ValueError, match=r"model_0001\.pth.*(missing|unexpected)"):
         load_weights(other, str(path), cfg)
+
+
+def test_pretrain_from_our_checkpoint_takes_its_backbone(smoke_cfg, tmp_path):
+    """MODEL.PRETRAIN_PATH = a train_net.py checkpoint: its backbone, nothing else, as it was."""
+    torch.manual_seed(0)
+    src = build_model(smoke_cfg("DeMo_SDTPS"), 5, 4).state_dict()
+    path = tmp_path / "model_final.pth"
+    torch.save({"model": src, "epoch": 3, "optimizer": {}}, path)
+    torch.manual_seed(1)
+    fresh = build_model(smoke_cfg("DeMo"), 7, 4).state_dict()
+    torch.manual_seed(1)
+    dst = build_model(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(path)), 7, 4).state_dict()
+    assert any(k.startswith("backbone.") for k in dst)
+    for k, v in dst.items():
+        assert torch.equal(v, src[k] if k.startswith("backbone.") else fresh[k]), k
+    assert not torch.equal(fresh["backbone.cls_token"], src["backbone.cls_token"])
