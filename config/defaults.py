@@ -15,7 +15,7 @@ _C = CN()
 _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # "auto" (cuda when available), "cuda" or "cpu"
 _C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"  # ViT-B-16 (CLIP), vit_base_patch16_224, tiny_clip, tiny_vit
-_C.MODEL.PRETRAIN_PATH = ""  # backbone weights (.pt, .pth, .npz); "" = random init
+_C.MODEL.PRETRAIN_PATH = ""  # backbone weights (.pt, .pth, .npz, or our model_*.pth); "" = random
 _C.MODEL.STRIDE_SIZE = (16, 16)  # patch-embedding stride (H, W); < 16 gives overlapping patches
 _C.MODEL.SIE_CAMERA = True  # learnable camera embedding (SIE)
 _C.MODEL.SIE_COE = 1.0  # scale of the SIE embedding
