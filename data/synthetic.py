@@ -171,11 +171,9 @@ def render_triplet(code, cam, hw, vehicle, rng, seed=0, hardness=0.0):
     inside = ((v >= 0) & (v < 1) & (u >= 0) & (u < 1))[..., None]
     band = np.clip((v * 3).astype(int), 0, 2)[:, 0]
     gain = c["gain"] * rng.uniform(0.88, 1.12)
-    if hardness:
-        shift = rng.uniform(-hardness, hardness, (3, 5))  # band x (R, G, B, NI, TI)
-        rgb_off, ni_off, ti_off = 90 * shift[:, :3], 110 * shift[:, 3], 0.8 * shift[:, 4]
-    else:
-        rgb_off, ni_off, ti_off = np.zeros((3, 3), np.float32), *np.zeros((2, 3), np.float32)
+    # Cue offsets, band x (R, G, B, NI, TI); none drawn at hardness 0 (the default images).
+    shift = rng.uniform(-hardness, hardness, (3, 5)) if hardness else np.zeros((3, 5), np.float32)
+    rgb_off, ni_off, ti_off = 90 * shift[:, :3], 110 * shift[:, 3], 0.8 * shift[:, 4]
 
     bg = np.empty((h, w, 3), np.float32)
     bg[:] = c["bg"] + 40 * (yy[..., None] - 0.5)
