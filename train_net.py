@@ -13,12 +13,20 @@ from config import ConfigError
 from data import build_dataset, build_train_loader
 from engine import NonFiniteLossError, Trainer, evaluate, launch
 from modeling import build_model, load_weights
+from utils.checkpoint import read_last
 
 logger = logging.getLogger("train_net")
 
 
 def main(args):
     cfg = launch.load_cfg_or_exit(args)
+    last = read_last(cfg.OUTPUT_DIR)
+    if last and not (args.resume or args.eval_only):
+        # A new run there would overwrite the old one's checkpoints and config.yaml, and append
+        # its records to the old metrics.json.
+        launch.config_error_exit(
+            f"OUTPUT_DIR {cfg.OUTPUT_DIR} already holds a training run (last checkpoint {last}): "
+            "pass --resume to continue it, or another OUTPUT_DIR to start a new one")
     device = launch.setup(cfg)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)

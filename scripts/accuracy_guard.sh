@@ -49,7 +49,7 @@ if [ "$path" != summary ]; then
   for seed in $seeds; do
     run="$out/$path-seed$seed"
     [ "$path" != pretrain ] || run="$out/pretrain"
-    rm -rf "$run"  # a new run, not appended to an old one's metrics
+    rm -rf "$run"  # this run again: train_net.py refuses a folder that holds a run
     echo "== $run"
     start=$(date +%s)
     "$py" train_net.py --config_file "$config" "${schedule[@]}" "${opts[@]}" ${init[@]+"${init[@]}"} \

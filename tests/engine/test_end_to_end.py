@@ -34,6 +34,16 @@ def test_smoke_training_writes_the_run_folder(full_run):
     assert "| 3 (ori+fused) |" in log and "epoch 2 iter 1/" in log
 
 
+def test_new_run_into_a_finished_run_is_refused(cli, full_run):
+    """Without --resume, train_net.py stops before touching a folder that holds a run."""
+    before = {p.name: p.stat().st_mtime_ns for p in full_run.iterdir()}
+    res = cli("train_net.py", full_run, "DATALOADER.NUM_WORKERS", "0")
+    assert res.returncode == 2
+    assert f"OUTPUT_DIR {full_run} already holds a training run" in res.stderr
+    assert "--resume" in res.stderr and "Traceback" not in res.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in full_run.iterdir()} == before
+
+
 @pytest.mark.slow
 def test_smoke_training_sdtps(cli, tmp_path):
     res = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1",
