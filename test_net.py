@@ -8,8 +8,8 @@ import logging
 
 from config import ConfigError
 from data import build_dataset
-from engine import evaluate, launch
-from modeling import build_model, load_weights
+from engine import evaluate_weights, launch
+from modeling import build_model
 
 logger = logging.getLogger("test_net")
 
@@ -22,12 +22,10 @@ def main(args):
     device = launch.setup(cfg, log_name="test_log.txt")
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
-    load_weights(model, cfg.TEST.WEIGHT, cfg)
-    logger.info("loaded %s", cfg.TEST.WEIGHT)
     # Its own file names: evaluating inside a training folder must not overwrite that run's record.
     derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
     launch.write_config(cfg, derived, prov, "test_config.yaml")
-    return evaluate(cfg, model, splits, split=args.split)
+    return evaluate_weights(cfg, model, splits, split=args.split)
 
 
 def cli(argv=None):

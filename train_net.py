@@ -1,7 +1,7 @@
 """Train (or, with --eval-only, evaluate) a multi-modal ReID model.
 
     python train_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml [KEY VALUE ...]
-    python train_net.py --config_file ... --resume          # continue OUTPUT_DIR's last run
+    python train_net.py --config_file ... --resume          # continue OUTPUT_DIR's run
     torchrun --nproc_per_node 4 train_net.py --config_file ...
 """
 
@@ -11,47 +11,54 @@ import sys
 
 from config import ConfigError
 from data import build_dataset, build_train_loader
-from engine import NonFiniteLossError, Trainer, evaluate, launch
-from modeling import build_model, load_weights
-from utils.checkpoint import read_last
+from engine import NonFiniteLossError, Trainer, evaluate, evaluate_weights, launch
+from engine.run_dir import RunDirError, select_resume, take_run_folder
+from modeling import build_model
 
 logger = logging.getLogger("train_net")
 
 
 def main(args):
     cfg = launch.load_cfg_or_exit(args)
-    last = read_last(cfg.OUTPUT_DIR)
-    if last and not (args.resume or args.eval_only):
-        # A new run there would overwrite the old one's checkpoints and config.yaml, and append
-        # its records to the old metrics.json.
-        launch.config_error_exit(
-            f"OUTPUT_DIR {cfg.OUTPUT_DIR} already holds a training run (last checkpoint {last}): "
-            "pass --resume to continue it, or another OUTPUT_DIR to start a new one")
-    device = launch.setup(cfg)
+    # Before anything is written: one live run per folder, and no new run over an old one.
+    # --eval-only writes only its own test_* files, so it may share a folder with a live run.
+    lock = None if args.eval_only else take_run_folder(cfg.OUTPUT_DIR, resume=args.resume)
+    device = launch.setup(cfg, log_name="test_log.txt" if args.eval_only else "log.txt")
+    checkpoint = select_resume(cfg, args.resume_changed) if args.resume else (None, None)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
     derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
-    launch.write_config(cfg, derived, prov)
+    launch.write_config(cfg, derived, prov, "test_config.yaml" if args.eval_only else "config.yaml")
     if args.eval_only:
-        if cfg.TEST.WEIGHT:
-            load_weights(model, cfg.TEST.WEIGHT, cfg)
-        else:
-            logger.warning("--eval-only without TEST.WEIGHT: evaluating the untrained model")
-        return evaluate(cfg, model, splits, split="test")
+        return evaluate_weights(cfg, model, splits, split="test")
     loader = build_train_loader(cfg, splits.train, device=device)
     trainer = Trainer(cfg, model, loader, functools.partial(evaluate, cfg, splits=splits))
-    return trainer.train(resume=args.resume)
+    try:
+        return trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def cli(argv=None):
     parser = launch.argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last_checkpoint (unfinished epoch redone)")
+                        help="continue from the newest intact checkpoint in OUTPUT_DIR "
+                             "(unfinished epoch redone)")
+    parser.add_argument("--resume-changed", action="store_true",
+                        help="with --resume: continue even where the config changes the schedule "
+                             "or the model against the checkpoint's (each difference is logged)")
     parser.add_argument("--eval-only", action="store_true",
-                        help="evaluate TEST.WEIGHT (or the untrained model) and exit")
+                        help="evaluate TEST.WEIGHT (or the untrained model) and exit; results go "
+                             "to test_metrics.json, never to a training run's files")
     args = parser.parse_args(argv)
+    if args.resume_changed and not args.resume:
+        args.resume = True
     try:
         main(args)
+    except RunDirError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
     except ConfigError as e:
         launch.config_error_exit(e)
     except NonFiniteLossError as e:

@@ -1,7 +1,8 @@
 """Training loop, hooks, the evaluation path and run set-up."""
 
-from .evaluator import evaluate, extract_features
+from .evaluator import evaluate, evaluate_weights, extract_features
 from .hooks import HookBase
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["Trainer", "HookBase", "NonFiniteLossError", "evaluate", "extract_features"]
+__all__ = ["Trainer", "HookBase", "NonFiniteLossError", "evaluate", "evaluate_weights",
+           "extract_features"]

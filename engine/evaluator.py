@@ -16,8 +16,9 @@ from tqdm import tqdm
 
 from data import build_test_loader
 from data.samplers import shard_range
-from modeling import select_pattern
+from modeling import load_weights, select_pattern
 from utils import comm
+from utils.checkpoint import load_checkpoint
 from utils.events import EventWriter
 from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
@@ -48,6 +49,22 @@ def missing_modalities(cfg):
     if cfg.TEST.MISS == "none":
         return []
     return [cfg.INPUT.MODALITIES["rnt".index(c)] for c in cfg.TEST.MISS]
+
+
+def modality_sets(cfg):
+    """(query modalities, gallery modalities) present at test time, in INPUT.MODALITIES order;
+    TEST.MISS removes the same ones from both sides."""
+    miss = set(missing_modalities(cfg))
+    present = tuple(m for m in cfg.INPUT.MODALITIES if m not in miss)
+    return present, present
+
+
+def setting_name(cfg, query, gallery):
+    """The name of an evaluation setting in logs, records and TensorBoard tags: "" with every
+    modality on both sides, else e.g. "query_NI+TI_gallery_NI+TI"."""
+    if tuple(query) == tuple(gallery) == tuple(cfg.INPUT.MODALITIES):
+        return ""
+    return f"query_{'+'.join(query)}_gallery_{'+'.join(gallery)}"
 
 
 @torch.no_grad()
@@ -177,13 +194,14 @@ def _table(results):
     return "\n".join(rows)
 
 
-def evaluate(cfg, model, splits, split="test", writer=None, step=None):
+def evaluate(cfg, model, splits, split="test", writer=None, step=None, epoch=None):
     """Metrics of `model` on `splits` (data.build_dataset(cfg)) for every available return_pattern
     (TEST.ALL_PATTERNS) or TEST.RETURN_PATTERN only.
 
     split: "test" (query / gallery) or "val" (val_query / val_gallery). Collective under DDP; every
-    rank returns {pattern: {"mAP", "mINP", "R1", "R5", "R10"}} in percent. Rank 0 logs a table and
-    appends to OUTPUT_DIR/metrics.json and TensorBoard (through `writer`, or a temporary one).
+    rank returns {pattern: {"mAP", "mINP", "R1", "R5", "R10"}} in percent. Rank 0 logs a table and,
+    given a `writer` (utils.events.EventWriter), records the results there: a JSON line with
+    `epoch` and `step`, and TensorBoard scalars at `step` (the global iteration of training).
     """
     if split == "val":
         query, gallery = splits.val_query, splits.val_gallery
@@ -216,22 +234,48 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None):
                     "re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name, split,
                     len(query), len(gallery), len(records), splits.protocol, cfg.TEST.MISS,
                     cfg.TEST.RE_RANKING, t_feat, t_rank, _table(results))
-        _write(cfg, results, split, writer, step, device)
+        if writer is not None:
+            _write(cfg, results, split, writer, step, epoch)
         if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
                                            None) is not None:
             write_token_maps(cfg, model, query, writer, step)
     return comm.broadcast_object(results)
 
 
-def _write(cfg, results, split, writer, step, device):
-    own = writer is None
-    if own:
-        prov = provenance(cfg, device)
-        writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in
-                                              ("git_commit", "device", "seed", "world_size")})
-    scalars = {f"{split}/pattern{p}/{k}": v for p, m in results.items() for k, v in m.items()}
-    writer.write({"type": "eval", "split": split, "epoch": step, "miss": cfg.TEST.MISS,
+def _write(cfg, results, split, writer, step, epoch):
+    query, gallery = modality_sets(cfg)
+    setting = setting_name(cfg, query, gallery)
+    prefix = f"{split}/{setting}/" if setting else f"{split}/"
+    scalars = {f"{prefix}pattern{p}/{k}": v for p, m in results.items() for k, v in m.items()}
+    writer.write({"type": "eval", "split": split, "epoch": epoch, "step": step,
+                  "setting": setting or "full", "query_modalities": list(query),
+                  "gallery_modalities": list(gallery), "miss": cfg.TEST.MISS,
                   "re_ranking": cfg.TEST.RE_RANKING,
                   "results": {str(p): m for p, m in results.items()}}, scalars, step or 0)
-    if own:
+
+
+def evaluate_weights(cfg, model, splits, split="test"):
+    """test_net.py and train_net.py --eval-only: load TEST.WEIGHT into `model` (when set),
+    evaluate, and record the results in OUTPUT_DIR/test_metrics.json and test_events/, beside a
+    training run's files and never in them. TensorBoard's x axis is the checkpoint's global
+    iteration where it records one (checkpoints of train_net.py), as in training."""
+    step = epoch = None
+    if cfg.TEST.WEIGHT:
+        load_weights(model, cfg.TEST.WEIGHT, cfg)
+        logger.info("loaded %s", cfg.TEST.WEIGHT)
+        try:  # only the small fields are read: the tensors stay mapped on disk
+            ckpt = load_checkpoint(cfg.TEST.WEIGHT, mmap=True)
+            step, epoch = ckpt.get("iteration"), ckpt.get("epoch")
+        except Exception:  # a bare state dict or a legacy file: no training position recorded
+            pass
+    else:
+        logger.warning("no TEST.WEIGHT: evaluating the untrained model")
+    device = next(model.parameters()).device
+    prov = provenance(cfg, device)
+    writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in ("git_commit", "device", "seed",
+                                                              "world_size")},
+                         metrics_name="test_metrics.json", tb_subdir="test_events")
+    try:
+        return evaluate(cfg, model, splits, split=split, writer=writer, step=step, epoch=epoch)
+    finally:
         writer.close()

@@ -86,7 +86,7 @@ class PeriodicWriter(HookBase):
         logger.info("epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s", t.epoch, t.iter,
                     t.iters_per_epoch, body, lr, speed, eta,
                     extra={"file_only": t.pbar is not None})
-        step = (t.epoch - 1) * t.iters_per_epoch + t.iter
+        step = t.step_of(t.epoch, t.iter)
         scalars = {f"train/{k}": v for k, v in means.items()}
         scalars.update({"train/lr": lr, "train/triplets_per_s": speed})
         t.writer.write({"type": "train", "epoch": t.epoch, "iter": t.iter, "step": step, **means,
@@ -94,28 +94,50 @@ class PeriodicWriter(HookBase):
 
 
 class Evaluate(HookBase):
-    """Evaluates every SOLVER.EVAL_PERIOD epochs and after the last one.
+    """Evaluates every SOLVER.EVAL_PERIOD epochs and after the last one, after that epoch's
+    checkpoint is started.
 
     With a validation split (DATASETS.VAL_FRACTION > 0) the periodic evaluation runs on it and keeps
     model_best.pth by the mAP of TEST.RETURN_PATTERN; the final model is also evaluated on test.
     Without one, evaluations run on test and report only: no model is selected on the test set.
+    A resumed run first finishes the evaluations of its checkpoint's epoch that a kill cut short.
     """
 
-    def after_epoch(self):
-        t = self.trainer
-        period, last = t.cfg.SOLVER.EVAL_PERIOD, t.epoch == t.max_epochs
-        if t.evaluator is None or not (last or (period > 0 and t.epoch % period == 0)):
-            return
+    @staticmethod
+    def splits_due(t, epoch):
+        """The splits evaluated after `epoch`, in order."""
+        period, last = t.cfg.SOLVER.EVAL_PERIOD, epoch == t.max_epochs
+        if t.evaluator is None or epoch < 1 or not (last or (period > 0 and epoch % period == 0)):
+            return ()
         if t.has_val:
-            res = t.evaluator(t.model, split="val", writer=t.writer, step=t.epoch)
+            return ("val", "test") if last else ("val",)
+        return ("test",)
+
+    def before_train(self):
+        t = self.trainer
+        if t.pending_eval:
+            logger.info("finishing the evaluation of epoch %d (%s) cut short before the resume",
+                        t.epoch, ", ".join(t.pending_eval))
+            self._run(t.pending_eval)
+
+    def after_epoch(self):
+        self._run(self.splits_due(self.trainer, self.trainer.epoch))
+
+    def _run(self, splits):
+        t = self.trainer
+        step = t.step_of(t.epoch)
+        for split in splits:
+            res = t.evaluator(t.model, split=split, writer=t.writer, step=step, epoch=t.epoch)
+            if split == "test":
+                t.results = res
+                continue
             score = _score(res, t.cfg.TEST.RETURN_PATTERN)
             if score > t.state.get("best_val_mAP", float("-inf")):
                 t.state.update(best_val_mAP=score, best_epoch=t.epoch)
-                t.checkpointer.save("model_best.pth", t.epoch, t.cfg, extra=dict(t.state))
+                t.checkpointer.save("model_best.pth", t.epoch, t.cfg, extra=dict(t.state),
+                                    iteration=step)
                 logger.info("new best on val: mAP %.2f at epoch %d -> model_best.pth", score,
                             t.epoch)
-        if last or not t.has_val:
-            t.results = t.evaluator(t.model, split="test", writer=t.writer, step=t.epoch)
 
 
 def _score(results, pattern):
@@ -131,14 +153,17 @@ class Checkpoint(HookBase):
 
     def after_epoch(self):
         t = self.trainer
-        extra = dict(t.state)
-        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True)
+        extra, step = dict(t.state), t.step_of(t.epoch)
+        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True,
+                            iteration=step)
         period = t.cfg.SOLVER.CHECKPOINT_PERIOD
         if period > 0 and t.epoch % period == 0:
-            t.checkpointer.save(f"model_{t.epoch:04d}.pth", t.epoch, t.cfg, extra=extra)
+            t.checkpointer.save(f"model_{t.epoch:04d}.pth", t.epoch, t.cfg, extra=extra,
+                                iteration=step)
 
     def after_train(self):
         t = self.trainer
-        t.checkpointer.save("model_final.pth", t.epoch, t.cfg, extra=dict(t.state))
+        t.checkpointer.save("model_final.pth", t.epoch, t.cfg, extra=dict(t.state),
+                            iteration=t.step_of(t.epoch))
         t.checkpointer.wait()
         comm.synchronize()

@@ -9,6 +9,7 @@ checkpoint of the corrupted weights is written.
 import inspect
 import itertools
 import logging
+import os
 import sys
 
 import torch
@@ -19,11 +20,12 @@ from tqdm import tqdm
 from data.build import to_device
 from solver import build_optimizer, build_scheduler
 from utils import comm
-from utils.checkpoint import Checkpointer, read_last
+from utils.checkpoint import Checkpointer, load_checkpoint
 from utils.events import EventWriter
 
 from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
 from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
+from .run_dir import select_resume, trim_records
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +65,9 @@ class NonFiniteLossError(FloatingPointError):
 class Trainer:
     """Trains `model` on `train_loader` (a TrainLoader: len(), set_epoch(e), iteration, close()).
 
-    evaluator: None or callable(model, split=..., writer=..., step=...) -> {pattern: metrics},
-    e.g. functools.partial(engine.evaluate, cfg, splits=splits).
+    evaluator: None or callable(model, split=..., writer=..., step=..., epoch=...) -> {pattern:
+    metrics}, e.g. functools.partial(engine.evaluate, cfg, splits=splits); `step` is the global
+    iteration, the x axis of every TensorBoard scalar of the run.
     """
 
     def __init__(self, cfg, model, train_loader, evaluator=None):
@@ -84,15 +87,16 @@ class Trainer:
         self.train_model = self._wrap(model)
         self.checkpointer = Checkpointer(cfg.OUTPUT_DIR, model, self.optimizer, self.scheduler,
                                          self.scaler, keep=cfg.SOLVER.KEEP_CHECKPOINTS)
-        prov = provenance(cfg, self.device)
-        self.writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in
-                                                   ("git_commit", "device", "seed", "world_size")})
-        self.hooks = [LRSchedule(), PeriodicWriter(), Evaluate(), Checkpoint()]
+        self.writer = None  # opened by train(), after a resume has trimmed the old records
+        # The epoch's checkpoint is written (in the background) before its evaluation starts: a
+        # crash in evaluation does not cost the epoch's weights.
+        self.hooks = [LRSchedule(), PeriodicWriter(), Checkpoint(), Evaluate()]
         for h in self.hooks:
             h.trainer = self
         self.epoch, self.iter, self.pbar = 0, 0, None
         self.state = {}  # carried through checkpoints (best validation score)
         self.results = None  # the last test evaluation
+        self.pending_eval = ()  # splits of the resumed epoch whose evaluation never finished
         self._window = {}
         logger.info("training in %s, %d iterations per epoch, %d epochs",
                     self.amp_dtype or "float32", self.iters_per_epoch, self.max_epochs)
@@ -107,28 +111,57 @@ class Trainer:
         groups = self.optimizer.param_groups
         return next((g["lr"] for g in groups if g["name"] == "head"), groups[0]["lr"])
 
-    def resume(self):
-        """Load OUTPUT_DIR/last_checkpoint if any; returns the last finished epoch (0 if none)."""
-        path = read_last(self.cfg.OUTPUT_DIR)
+    def step_of(self, epoch, it=None):
+        """Global iteration of iteration `it` of `epoch` (its end when `it` is None)."""
+        return (epoch - 1) * self.iters_per_epoch + (self.iters_per_epoch if it is None else it)
+
+    def resume(self, checkpoint=None):
+        """Load `checkpoint` ((path, loaded dict), as engine.run_dir.select_resume returns) or
+        the newest intact checkpoint of OUTPUT_DIR; returns the last finished epoch (0 if none).
+
+        The state is reconciled with model_best.pth (written after the checkpoint it follows, so
+        a kill between the two must not let a worse model replace it), metrics.json loses the
+        records of the unfinished epoch, and evaluations of the resumed epoch that never
+        finished are queued (`pending_eval`)."""
+        path, ckpt = checkpoint or select_resume(self.cfg, allow_changes=False)
         if path is None:
-            logger.warning("--resume: no last_checkpoint in %s; starting from scratch",
-                           self.cfg.OUTPUT_DIR)
             return 0
-        epoch, extra = self.checkpointer.load(path)
+        epoch, extra = self.checkpointer.load(path, ckpt)
         self.state = dict(extra)
+        best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
+        if self.has_val and os.path.isfile(best):
+            saved = load_checkpoint(best, mmap=True).get("extra") or {}
+            if saved.get("best_val_mAP", float("-inf")) > self.state.get("best_val_mAP",
+                                                                         float("-inf")):
+                self.state.update(best_val_mAP=saved["best_val_mAP"],
+                                  best_epoch=saved.get("best_epoch"))
+        done = None
+        if comm.is_main_process():
+            done = {r.get("split") for r in trim_records(self.cfg.OUTPUT_DIR, epoch)}
+        done = comm.broadcast_object(done)
+        self.pending_eval = tuple(s for s in Evaluate.splits_due(self, epoch) if s not in done)
         return epoch
 
-    def train(self, resume=False):
-        start = self.resume() + 1 if resume else 1
+    def train(self, resume=False, checkpoint=None):
+        """Train to SOLVER.MAX_EPOCHS; with `resume` (or a `checkpoint` from
+        engine.run_dir.select_resume) continue after the checkpoint's epoch."""
+        start = self.resume(checkpoint) + 1 if resume or checkpoint else 1
         self.epoch = start - 1
-        for h in self.hooks:
-            h.before_train()
+        prov = provenance(self.cfg, self.device)
+        # purge_step: TensorBoard drops the events of the unfinished epoch that is redone.
+        self.writer = EventWriter(self.cfg.OUTPUT_DIR,
+                                  {k: prov[k] for k in ("git_commit", "device", "seed",
+                                                        "world_size")},
+                                  purge_step=self.step_of(start, 1) if start > 1 else None)
         try:
+            for h in self.hooks:
+                h.before_train()
             for epoch in range(start, self.max_epochs + 1):
                 self.epoch = epoch
                 for h in self.hooks:
                     h.before_epoch()
                 self.run_epoch()
+                self.sync_buffers()
                 for h in self.hooks:
                     h.after_epoch()
             for h in self.hooks:
@@ -140,6 +173,14 @@ class Trainer:
             self.writer.close()
             self.loader.close()
         return self.results
+
+    def sync_buffers(self):
+        """Rank 0's buffers (BatchNorm running statistics) on every rank, so that evaluation and
+        checkpoints see one model. DDP broadcasts them the same way before each training
+        forward, so training computes exactly what it did without this."""
+        if comm.get_world_size() > 1:
+            for buf in self.model.buffers():
+                torch.distributed.broadcast(buf, src=0)
 
     def run_epoch(self):
         self.loader.set_epoch(self.epoch)

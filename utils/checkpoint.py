@@ -1,7 +1,8 @@
 """Checkpoints that resume: atomic writes, `last_checkpoint`, rotation, RNG states.
 
 A checkpoint is a dict: {"model", "optimizer", "scheduler", "scaler", "epoch" (last finished epoch),
-"rng" (one entry per rank), "cfg" (YAML dump), "extra"}. Files are written to a temporary name,
+"iteration" (global iteration at its end), "rng" (one entry per rank), "cfg" (YAML dump),
+"extra"}. Files are written to a temporary name,
 fsynced and moved into place with os.replace, so a kill during a write never leaves a corrupt file
 under the final name; `last_checkpoint` (a text file naming the newest full checkpoint) is replaced
 the same way, after the checkpoint it names is complete.
@@ -29,11 +30,12 @@ from . import comm
 logger = logging.getLogger(__name__)
 
 LAST = "last_checkpoint"
-_PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
+PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
+TMP_SUFFIX = ".tmp."  # a file being written is `<name>.tmp.<pid>` until it is complete
 
 
 def _atomic_write(path, write):
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = f"{path}{TMP_SUFFIX}{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -79,6 +81,12 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_checkpoint(path, mmap=False):
+    """A checkpoint file as a dict of tensors and plain values, on the CPU (`mmap`: tensors
+    mapped from the file, read only when touched)."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def read_last(output_dir):
     """Path of the newest full checkpoint named by `last_checkpoint`, or None."""
     marker = os.path.join(output_dir, LAST)
@@ -101,7 +109,7 @@ class Checkpointer:
         self._writer, self._error = None, None
         self._pinned = {}  # pinned host buffers of the GPU tensors, reused by every save
 
-    def state(self, epoch, cfg=None, extra=None):
+    def state(self, epoch, cfg=None, extra=None, iteration=None):
         opt = self.optimizer
         return {
             "model": self.model.state_dict(),
@@ -109,17 +117,18 @@ class Checkpointer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": epoch,
+            "iteration": iteration,  # global iteration at the end of `epoch`
             # Every rank's RNG: a resumed DDP run repeats each rank's dropout draws.
             "rng": comm.all_gather_object(rng_state()),
             "cfg": cfg.dump() if cfg is not None else None,
             "extra": extra or {},
         }
 
-    def save(self, name, epoch, cfg=None, extra=None, mark_last=False):
+    def save(self, name, epoch, cfg=None, extra=None, mark_last=False, iteration=None):
         """Write OUTPUT_DIR/name in the background (after any write still in flight); collective
         under DDP (RNG gather), files from rank 0 only. Returns the path; the file is there once
         `wait()` returns."""
-        state = self.state(epoch, cfg, extra)
+        state = self.state(epoch, cfg, extra, iteration)
         if not comm.is_main_process():
             return None
         self.wait()  # the pinned buffers are free again
@@ -133,7 +142,7 @@ class Checkpointer:
                 if mark_last:
                     _atomic_write(os.path.join(self.output_dir, LAST),
                                   lambda f: f.write(name.encode()))
-                if _PERIODIC.match(name):
+                if PERIODIC.match(name):
                     self._rotate()
             except BaseException as e:  # raised by the next save() or wait()
                 self._error = (path, e)
@@ -195,14 +204,16 @@ class Checkpointer:
     def _rotate(self):
         if self.keep <= 0:
             return
-        found = sorted(n for n in os.listdir(self.output_dir) if _PERIODIC.match(n))
+        found = sorted(n for n in os.listdir(self.output_dir) if PERIODIC.match(n))
         for name in found[: -self.keep]:
             os.remove(os.path.join(self.output_dir, name))
 
-    def load(self, path):
-        """Restore everything from `path`; returns (last finished epoch, extra dict)."""
+    def load(self, path, ckpt=None):
+        """Restore everything from `path` (or from `ckpt`, its already loaded content); returns
+        (last finished epoch, extra dict)."""
         self.wait()
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if ckpt is None:
+            ckpt = load_checkpoint(path)
         self.model.load_state_dict(ckpt["model"])
         for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"),
                          (self.scaler, "scaler")):

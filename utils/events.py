@@ -12,14 +12,21 @@ logger = logging.getLogger(__name__)
 
 
 class EventWriter:
-    """Appends records to OUTPUT_DIR/metrics.json and scalars to TensorBoard; no-op off rank 0.
+    """Appends records to OUTPUT_DIR/<metrics_name> and scalars to TensorBoard event files under
+    OUTPUT_DIR/<tb_subdir>; a no-op off rank 0.
 
+    A training run writes metrics.json and events in OUTPUT_DIR; evaluations outside training
+    (test_net.py, --eval-only) keep their own test_metrics.json and test_events/ beside them.
     provenance: a small dict (git commit, seed, world size, device) stamped on every JSON line.
+    purge_step: TensorBoard hides earlier events at or after this step (a resumed run redoes
+    them).
     """
 
-    def __init__(self, output_dir, provenance=None, tensorboard=True):
+    def __init__(self, output_dir, provenance=None, tensorboard=True, metrics_name="metrics.json",
+                 tb_subdir="", purge_step=None):
         self.enabled = comm.is_main_process() and bool(output_dir)
         self.output_dir = output_dir
+        self.path = os.path.join(output_dir, metrics_name) if output_dir else None
         self.provenance = provenance or {}
         self._tb = None
         if self.enabled:
@@ -28,7 +35,8 @@ class EventWriter:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
 
-                    self._tb = SummaryWriter(log_dir=output_dir)
+                    self._tb = SummaryWriter(log_dir=os.path.join(output_dir, tb_subdir),
+                                             purge_step=purge_step)
                 except ImportError:
                     logger.warning("tensorboard is not installed: no event files are written")
 
@@ -37,7 +45,7 @@ class EventWriter:
         if not self.enabled:
             return
         line = {"time": round(time.time(), 3), **record, "provenance": self.provenance}
-        with open(os.path.join(self.output_dir, "metrics.json"), "a") as f:
+        with open(self.path, "a") as f:
             f.write(json.dumps(line, allow_nan=True) + "\n")
         if self._tb is not None and scalars:
             for tag, value in scalars.items():

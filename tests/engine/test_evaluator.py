@@ -2,14 +2,17 @@
 samples, TEST.MISS zero-filling, patterns, both protocols, re-ranking, metrics.json."""
 
 import json
+import os
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from data import build_dataset
 from engine import evaluate
-from engine.evaluator import missing_modalities, union_records
+from engine.evaluator import missing_modalities, modality_sets, setting_name, union_records
+from utils.events import EventWriter
 
 
 class PidModel(nn.Module):
@@ -51,7 +54,9 @@ def test_perfect_features_score_100_and_are_logged(smoke_cfg, tmp_path, name):
     cfg = smoke_cfg("DATASETS.NAMES", name, "OUTPUT_DIR", str(tmp_path), "TEST.MISS", "n")
     splits = build_dataset(cfg)
     model = PidModel()
-    res = evaluate(cfg, model, splits)
+    writer = EventWriter(str(tmp_path))
+    res = evaluate(cfg, model, splits, writer=writer, step=40, epoch=2)
+    writer.close()
     assert set(res) == {1, 2, 3}
     for m in res.values():
         assert m == pytest.approx({"mAP": 100.0, "mINP": 100.0, "R1": 100.0, "R5": 100.0,
@@ -61,7 +66,29 @@ def test_perfect_features_score_100_and_are_logged(smoke_cfg, tmp_path, name):
     assert model.energy["NI"] == 0.0 and model.energy["RGB"] > 0 and model.energy["TI"] > 0
     (line,) = [json.loads(x) for x in open(tmp_path / "metrics.json")]
     assert line["split"] == "test" and line["miss"] == "n"
+    assert (line["epoch"], line["step"]) == (2, 40)
+    assert line["setting"] == "query_RGB+TI_gallery_RGB+TI"
+    assert line["query_modalities"] == line["gallery_modalities"] == ["RGB", "TI"]
     assert set(line["results"]) == {"1", "2", "3"}
+    # A missing-modality evaluation has tags of its own: it never overwrites the full one.
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "test/query_RGB+TI_gallery_RGB+TI/pattern3/mAP" in tags
+    assert not any(t.startswith("test/pattern") for t in tags)
+    assert events.Scalars("test/query_RGB+TI_gallery_RGB+TI/pattern3/mAP")[0].step == 40
+
+
+def test_without_a_writer_nothing_is_written(smoke_cfg, tmp_path):
+    cfg = smoke_cfg("OUTPUT_DIR", str(tmp_path))
+    evaluate(cfg, PidModel(), build_dataset(cfg))
+    assert os.listdir(tmp_path) == []
+
+
+def test_full_modality_setting_keeps_the_plain_tag(smoke_cfg):
+    cfg = smoke_cfg()
+    assert setting_name(cfg, *modality_sets(cfg)) == ""
+    assert modality_sets(smoke_cfg("TEST.MISS", "rn")) == (("TI",), ("TI",))
 
 
 def test_single_pattern_and_reranking(smoke_cfg, tmp_path):

@@ -127,9 +127,9 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path):
     calls = []
     scores = {1: 10.0, 2: 30.0, 3: 20.0}
 
-    def evaluator(model, split, writer, step):
-        calls.append((split, step))
-        return {1: {"mAP": scores[step] if split == "val" else 99.0}}
+    def evaluator(model, split, writer, step, epoch):
+        calls.append((split, epoch))
+        return {1: {"mAP": scores[epoch] if split == "val" else 99.0}}
 
     cfg = _cfg(tmp_path, "SOLVER.EVAL_PERIOD", 1, "DATASETS.VAL_FRACTION", 0.2,
                "TEST.RETURN_PATTERN", 1, "MODEL.HDM", False, "MODEL.ATM", False)
@@ -142,8 +142,8 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path):
 def test_without_validation_test_is_reported_but_never_selects(tmp_path):
     calls = []
 
-    def evaluator(model, split, writer, step):
-        calls.append((split, step))
+    def evaluator(model, split, writer, step, epoch):
+        calls.append((split, epoch))
         return {1: {"mAP": 50.0}}
 
     _train(_cfg(tmp_path, "SOLVER.EVAL_PERIOD", 2), evaluator=evaluator)
