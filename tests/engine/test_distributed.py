@@ -7,9 +7,16 @@ import pytest
 import torch
 
 
-def _results(out):
-    lines = [json.loads(x) for x in open(out / "metrics.json")]
+def _results(out, name="metrics.json"):
+    lines = [json.loads(x) for x in open(out / name)]
     return [x for x in lines if x["type"] == "eval"][-1]["results"]
+
+
+def _agree(a, b):
+    assert a.keys() == b.keys() == {"1", "2", "3"}
+    for p in a:
+        for k in a[p]:
+            assert a[p][k] == pytest.approx(b[p][k], abs=1e-6), (p, k)
 
 
 @pytest.mark.slow
@@ -19,13 +26,10 @@ def test_one_and_two_process_evaluation_agree(cli, full_run, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     two = cli("test_net.py", tmp_path / "two", *weight, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
-    a, b = _results(tmp_path / "one"), _results(tmp_path / "two")
-    assert a.keys() == b.keys() == {"1", "2", "3"}
-    for p in a:
-        for k in a[p]:
-            assert a[p][k] == pytest.approx(b[p][k], abs=1e-6), (p, k)
+    _agree(_results(tmp_path / "one", "test_metrics.json"),
+           _results(tmp_path / "two", "test_metrics.json"))
     # Rank 0 alone writes: one metrics line, one table in the log.
-    assert len(open(tmp_path / "two" / "metrics.json").readlines()) == 1
+    assert len(open(tmp_path / "two" / "test_metrics.json").readlines()) == 1
     assert open(tmp_path / "two" / "test_log.txt").read().count("| 3 (ori+fused) |") == 1
 
 
@@ -45,6 +49,10 @@ def test_two_process_training_completes_and_resumes(cli, tmp_path):
     ckpt = torch.load(tmp_path / "model_final.pth", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
     assert log.count("command:") == 2  # one line a run: ranks other than 0 stay quiet
+    # The numbers the run printed are its saved model's: every rank evaluated rank 0's buffers.
+    test = cli("test_net.py", tmp_path / "test", "TEST.WEIGHT", str(tmp_path / "model_final.pth"))
+    assert test.returncode == 0, test.stderr[-3000:]
+    _agree(_results(tmp_path), _results(tmp_path / "test", "test_metrics.json"))
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -13,9 +14,8 @@ import torch
 import yaml
 
 
-def evals(out):
-    return [x for x in map(json.loads, open(os.path.join(out, "metrics.json")))
-            if x["type"] == "eval"]
+def evals(out, name="metrics.json"):
+    return [x for x in map(json.loads, open(os.path.join(out, name))) if x["type"] == "eval"]
 
 
 @pytest.mark.slow
@@ -94,7 +94,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(cli, full_ru
     (tmp_path / "last_checkpoint").write_text("last.pth")
     before = _weights(tmp_path / "last.pth")
     res = cli("train_net.py", tmp_path, "MODEL.ID_LOSS_WEIGHT", "1e39",
-              extra=["--resume"])
+              extra=["--resume-changed"])
     assert res.returncode == 1, res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert "non-finite loss: loss_id_" in out and "at epoch 2, iteration 1/" in out
@@ -111,6 +111,84 @@ def test_eval_only_on_a_bare_state_dict_repeats_the_final_evaluation(cli, full_r
     res = cli("train_net.py", tmp_path / "eval", "TEST.WEIGHT", str(bare), extra=["--eval-only"])
     assert res.returncode == 0, res.stderr[-3000:]
     assert not (tmp_path / "eval" / "last_checkpoint").exists()  # nothing was trained
-    got, want = evals(tmp_path / "eval")[-1]["results"], evals(full_run)[-1]["results"]
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    got = evals(tmp_path / "eval", "test_metrics.json")[-1]["results"]
+    want = evals(full_run)[-1]["results"]
     for p in want:
         assert got[p] == pytest.approx(want[p], abs=1e-6)
+
+
+def _mtimes(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+@pytest.mark.slow
+def test_evaluations_never_touch_the_training_records(cli, full_run, tmp_path):
+    """test_net.py and --eval-only inside a training folder keep their own files beside the
+    run's config.yaml, metrics.json and event files, which stay as they were."""
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    before = _mtimes(run)
+    weight = ("TEST.WEIGHT", str(run / "model_final.pth"))
+    res = cli("test_net.py", run, *weight)
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = cli("train_net.py", run, *weight, "TEST.MISS", "t", extra=["--eval-only"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = _mtimes(run)
+    assert {k: after[k] for k in before} == before
+    assert {"test_config.yaml", "test_log.txt", "test_metrics.json", "test_events"} <= set(after)
+    full, miss = evals(run, "test_metrics.json")
+    assert full["results"] == evals(run)[-1]["results"]  # the saved model's numbers
+    assert (full["epoch"], full["setting"]) == (2, "full") and miss["setting"].endswith("RGB+NI")
+    assert full["step"] == evals(run)[-1]["step"]  # one x axis for training and evaluation
+
+
+@pytest.mark.slow
+def test_resume_that_changes_the_schedule_stops_before_writing(cli, full_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    (run / "model_final.pth").unlink()
+    before = _mtimes(run)
+    res = cli("train_net.py", run, "SOLVER.MAX_EPOCHS", "3", "SOLVER.BASE_LR", "0.01",
+              extra=["--resume"])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "SOLVER.MAX_EPOCHS: 2 -> 3" in res.stderr and "SOLVER.BASE_LR: " in res.stderr
+    assert "--resume-changed" in res.stderr
+    after = _mtimes(run)
+    # Only the log gained lines (and the lock its holder); config.yaml and every checkpoint are
+    # as they were.
+    ignore = ("log.txt", "train.lock")
+    assert {k: v for k, v in after.items() if k not in ignore} == \
+        {k: v for k, v in before.items() if k not in ignore}
+
+
+def test_second_run_into_a_live_run_stops_with_its_pid(cli, tmp_path):
+    from engine.run_dir import RunLock
+
+    lock = RunLock(str(tmp_path)).acquire()
+    lock.stamp()
+    try:
+        res = cli("train_net.py", tmp_path, extra=["--resume"])
+    finally:
+        lock.release()
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"in use by a live run (pid {os.getpid()} on " in res.stderr
+    assert "started 20" in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.lock"]
+
+
+def test_a_killed_run_does_not_leave_its_lock_stuck(tmp_path):
+    from engine.run_dir import RunLock
+
+    code = ("import sys, time; sys.path.insert(0, %r); from engine.run_dir import RunLock; "
+            "lock = RunLock(%r).acquire(); lock.stamp(); print('locked', flush=True); "
+            "time.sleep(60)")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen([sys.executable, "-c", code % (repo, str(tmp_path))],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    with pytest.raises(Exception, match=f"pid {proc.pid} "):
+        RunLock(str(tmp_path)).acquire()
+    proc.kill()
+    proc.wait()
+    RunLock(str(tmp_path)).acquire().release()  # free again once the holder is gone

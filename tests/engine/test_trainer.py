@@ -1,6 +1,7 @@
 """The train loop with a fake model and loader: files, logs, NaN stop, resume, best-on-val."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -9,6 +10,7 @@ from torch import nn
 
 from config import load_config
 from engine import NonFiniteLossError, Trainer
+from engine.run_dir import RunDirError
 from utils.checkpoint import read_last
 
 
@@ -149,3 +151,106 @@ def test_without_validation_test_is_reported_but_never_selects(tmp_path):
     _train(_cfg(tmp_path, "SOLVER.EVAL_PERIOD", 2), evaluator=evaluator)
     assert calls == [("test", 2), ("test", 3)]
     assert not (tmp_path / "model_best.pth").exists()
+
+
+def _killed_in_epoch_3(tmp_path, *opts):
+    """A run killed in epoch 3 (last.pth, model_0001.pth and model_0002.pth on disk) and the
+    uninterrupted run's model."""
+    full = _train(_cfg(tmp_path / "full", *opts))
+    cfg = _cfg(tmp_path / "killed", *opts)
+    with pytest.raises(KeyboardInterrupt):
+        _train(cfg, loader=FakeLoader(fail_at=(3, 2)))
+    return cfg, full
+
+
+def _same(a, b):
+    return [k for (k, x), y in zip(a.state_dict().items(), b.state_dict().values())
+            if not torch.equal(x, y)] == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, damage, caplog):
+    caplog.set_level(logging.INFO)
+    cfg, full = _killed_in_epoch_3(tmp_path)
+    last = tmp_path / "killed" / "last.pth"
+    if damage == "missing":
+        last.unlink()
+    else:
+        last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    os.utime(tmp_path / "killed" / "model_0001.pth", (1, 1))  # older than model_0002.pth
+    resumed = _train(cfg, resume=True)
+    assert "model_0002.pth (epoch 2 finished)" in caplog.text
+    assert ("does not exist" if damage == "missing" else "does not load") in caplog.text
+    assert _same(full, resumed)
+
+
+def test_resume_stops_when_a_run_has_nothing_intact(tmp_path):
+    cfg, _ = _killed_in_epoch_3(tmp_path)
+    out = tmp_path / "killed"
+    for name in ("last.pth", "model_0001.pth", "model_0002.pth"):
+        (out / name).write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(RunDirError, match="no checkpoint that loads completely"):
+        _train(cfg, resume=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_keeps_one_record_per_iteration(tmp_path):
+    """The unfinished epoch's records go: the resumed run's metrics.json reads as the
+    uninterrupted run's."""
+    cfg, _ = _killed_in_epoch_3(tmp_path)
+    _train(cfg, resume=True)
+
+    def steps(out):
+        return [(x["epoch"], x["iter"]) for x in map(json.loads, open(out / "metrics.json"))
+                if x["type"] == "train"]
+
+    assert steps(tmp_path / "killed") == steps(tmp_path / "full")
+
+
+class Recorder:
+    """A fake evaluator that records like the real one (metrics.json lines through the writer)
+    and can fail, like a crash in evaluation, at one call."""
+
+    def __init__(self, scores, fail_at=None):
+        self.scores, self.fail_at, self.calls = scores, fail_at, []
+
+    def __call__(self, model, split, writer, step, epoch):
+        if (split, epoch) == self.fail_at:
+            self.fail_at = None
+            raise KeyboardInterrupt("simulated crash in evaluation")
+        self.calls.append((split, epoch))
+        score = self.scores[epoch] if split == "val" else 99.0
+        writer.write({"type": "eval", "split": split, "epoch": epoch, "step": step})
+        return {1: {"mAP": score}}
+
+
+VAL = ("SOLVER.EVAL_PERIOD", 1, "DATASETS.VAL_FRACTION", 0.2, "TEST.RETURN_PATTERN", 1,
+       "SOLVER.MAX_EPOCHS", 4)
+
+
+def test_a_crash_in_evaluation_keeps_the_epochs_weights_and_resume_finishes_it(tmp_path):
+    cfg = _cfg(tmp_path, *VAL)
+    with pytest.raises(KeyboardInterrupt):
+        _train(cfg, evaluator=Recorder({1: 10.0, 2: 30.0}, fail_at=("val", 2)))
+    assert torch.load(read_last(cfg.OUTPUT_DIR), weights_only=True)["epoch"] == 2
+    again = Recorder({1: 10.0, 2: 30.0, 3: 20.0, 4: 25.0})
+    _train(cfg, resume=True, evaluator=again)
+    assert again.calls == [("val", 2), ("val", 3), ("val", 4), ("test", 4)]
+    best = torch.load(tmp_path / "model_best.pth", weights_only=True)
+    assert best["epoch"] == 2 and best["extra"]["best_val_mAP"] == 30.0
+
+
+def test_model_best_is_never_replaced_by_a_worse_model_after_a_resume(tmp_path):
+    """Killed after epoch 2's model_best.pth and before epoch 3's checkpoint: last.pth (epoch 2,
+    written before that evaluation) still holds epoch 1's best score."""
+    scores = {1: 10.0, 2: 30.0, 3: 20.0, 4: 25.0}
+    cfg = _cfg(tmp_path, *VAL)
+    with pytest.raises(KeyboardInterrupt):
+        _train(cfg, loader=FakeLoader(fail_at=(3, 1)), evaluator=Recorder(scores))
+    assert torch.load(tmp_path / "last.pth", weights_only=True)["extra"]["best_val_mAP"] == 10.0
+    again = Recorder(scores)
+    _train(cfg, resume=True, evaluator=again)
+    assert again.calls == [("val", 3), ("val", 4), ("test", 4)]  # epoch 2's was recorded
+    best = torch.load(tmp_path / "model_best.pth", weights_only=True)
+    assert best["epoch"] == 2 and best["extra"]["best_val_mAP"] == 30.0
