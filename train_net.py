@@ -14,6 +14,7 @@ from data import build_dataset, build_train_loader
 from engine import NonFiniteLossError, Trainer, evaluate, evaluate_weights, launch
 from engine.run_dir import RunDirError, select_resume, take_run_folder
 from modeling import build_model
+from utils import comm
 
 logger = logging.getLogger("train_net")
 
@@ -57,7 +58,8 @@ def cli(argv=None):
     try:
         main(args)
     except RunDirError as e:
-        sys.stderr.write(f"error: {e}\n")
+        if comm.is_main_process():  # every rank stops; one says why
+            sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
     except ConfigError as e:
         launch.config_error_exit(e)

@@ -66,8 +66,21 @@ class PeriodicWriter(HookBase):
             self._flush()
         t = self.trainer
         elapsed = time.perf_counter() - self._epoch_start
-        logger.info("epoch %d done in %.1f s (%.1f triplets/s)", t.epoch, elapsed,
-                    t.iters_per_epoch * t.cfg.SOLVER.IMS_PER_BATCH / max(elapsed, 1e-9))
+        speed = t.iters_per_epoch * t.cfg.SOLVER.IMS_PER_BATCH / max(elapsed, 1e-9)
+        record = {"type": "epoch", "epoch": t.epoch, "step": t.step_of(t.epoch),
+                  "seconds": elapsed, "triplets_per_s": speed}
+        skipped = t.take_skipped_steps()
+        if skipped is not None:  # fp16: steps GradScaler dropped for inf/NaN gradients
+            record.update(amp_skipped_steps=skipped, amp_scale=t.scaler.get_scale())
+        logger.info("epoch %d done in %.1f s (%.1f triplets/s)%s", t.epoch, elapsed, speed,
+                    "" if skipped is None else
+                    f"; fp16: {skipped} of {t.iters_per_epoch} optimizer steps skipped, loss "
+                    f"scale {record['amp_scale']:g}")
+        scalars = {"train/epoch_seconds": elapsed}
+        if skipped is not None:
+            scalars.update({"train/amp_skipped_steps": skipped, "train/amp_scale":
+                            record["amp_scale"]})
+        t.writer.write(record, scalars, record["step"])
 
     def _flush(self):
         t = self.trainer

@@ -84,6 +84,7 @@ class Trainer:
         self.amp_dtype = amp_dtype(cfg, self.device)
         fp16 = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
+        self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.device)
         self.train_model = self._wrap(model)
         self.checkpointer = Checkpointer(cfg.OUTPUT_DIR, model, self.optimizer, self.scheduler,
                                          self.scaler, keep=cfg.SOLVER.KEEP_CHECKPOINTS)
@@ -232,7 +233,11 @@ class Trainer:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.scaler.step(self.optimizer)
+            scale = self.scaler._scale.clone()  # the device tensor: no host sync
             self.scaler.update()
+            # update() lowers the scale exactly when it found inf/NaN gradients and step()
+            # skipped the optimizer; the count stays on the device until the epoch ends.
+            self.skipped_steps += (self.scaler._scale < scale).sum()
         else:
             total.backward()
             if clip > 0:
@@ -255,6 +260,14 @@ class Trainer:
                                      float(self.iter), w["first_bad"])
         w["sum"] = w["sum"] + torch.nan_to_num(v)
         w["n"] += 1
+
+    def take_skipped_steps(self):
+        """Optimizer steps GradScaler skipped since the last call, summed over ranks (a host
+        sync); None without a GradScaler."""
+        if self.scaler is None:
+            return None
+        n, self.skipped_steps = self.skipped_steps, torch.zeros_like(self.skipped_steps)
+        return int(comm.all_reduce_max(n.clone()).item())
 
     def flush_window(self):
         """Mean of each value over the window and over ranks (one host sync); raises

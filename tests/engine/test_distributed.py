@@ -42,13 +42,17 @@ def test_two_process_training_completes_and_resumes(cli, tmp_path):
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
     # Resuming under the same schedule length: epoch 2 runs, epoch 1 is not redone.
     (tmp_path / "model_final.pth").unlink()
-    again = cli("train_net.py", tmp_path, extra=["--resume"], nproc=2)
+    # A longer schedule is a changed config: refused, once (rank 0 speaks), then accepted.
+    refused = cli("train_net.py", tmp_path, extra=["--resume"], nproc=2)
+    assert refused.returncode != 0 and refused.stderr.count("SOLVER.MAX_EPOCHS: 1 -> 2") == 1
+    again = cli("train_net.py", tmp_path, extra=["--resume-changed"], nproc=2)
     assert again.returncode == 0, again.stderr[-3000:]
     log = open(tmp_path / "log.txt").read()
+    assert "--resume-changed: SOLVER.MAX_EPOCHS 1 -> 2" in log
     assert "(epoch 1 finished)" in log and "epoch 2 iter 1/" in log
     ckpt = torch.load(tmp_path / "model_final.pth", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
-    assert log.count("command:") == 2  # one line a run: ranks other than 0 stay quiet
+    assert log.count("command:") == 3  # one line a run: ranks other than 0 stay quiet
     # The numbers the run printed are its saved model's: every rank evaluated rank 0's buffers.
     test = cli("test_net.py", tmp_path / "test", "TEST.WEIGHT", str(tmp_path / "model_final.pth"))
     assert test.returncode == 0, test.stderr[-3000:]

@@ -45,8 +45,9 @@ class FakeModel(nn.Module):
     nan_at: (epoch, iteration) at which `loss_bad` becomes NaN (the trainer sets `epoch_iter`).
     """
 
-    def __init__(self, nan_at=None):
+    def __init__(self, nan_at=None, inf_grad_at=None):
         super().__init__()
+        self.inf_grad_at = inf_grad_at  # forward call whose backward gives non-finite gradients
         self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3))
         self.head = nn.Linear(16, 2)
         self.nan_at, self.calls = nan_at, []
@@ -58,6 +59,8 @@ class FakeModel(nn.Module):
         if not self.training:
             return {"ori": x}
         self.calls.append(1)
+        if len(self.calls) == self.inf_grad_at:
+            logits.register_hook(lambda g: g * float("inf"))
         ce = nn.functional.cross_entropy(logits, batch["pids"])
         bad = ce * 0
         if self.nan_at is not None and len(self.calls) == self.nan_at:
@@ -154,12 +157,12 @@ def test_without_validation_test_is_reported_but_never_selects(tmp_path):
 
 
 def _killed_in_epoch_3(tmp_path, *opts):
-    """A run killed in epoch 3 (last.pth, model_0001.pth and model_0002.pth on disk) and the
+    """A run killed in epoch 3, after its first record (last.pth, model_0001.pth and model_0002.pth on disk) and the
     uninterrupted run's model."""
     full = _train(_cfg(tmp_path / "full", *opts))
     cfg = _cfg(tmp_path / "killed", *opts)
     with pytest.raises(KeyboardInterrupt):
-        _train(cfg, loader=FakeLoader(fail_at=(3, 2)))
+        _train(cfg, loader=FakeLoader(fail_at=(3, 3)))
     return cfg, full
 
 
@@ -254,3 +257,12 @@ def test_model_best_is_never_replaced_by_a_worse_model_after_a_resume(tmp_path):
     assert again.calls == [("val", 3), ("val", 4), ("test", 4)]  # epoch 2's was recorded
     best = torch.load(tmp_path / "model_best.pth", weights_only=True)
     assert best["epoch"] == 2 and best["extra"]["best_val_mAP"] == 30.0
+
+
+def test_fp16_skipped_steps_are_counted_per_epoch(tmp_path):
+    """GradScaler skips a step whose gradients overflow; metrics.json says how many, per epoch."""
+    cfg = _cfg(tmp_path, "SOLVER.AMP", "fp16")
+    _train(cfg, FakeModel(inf_grad_at=6))  # epoch 2, iteration 2
+    epochs = [x for x in map(json.loads, open(tmp_path / "metrics.json")) if x["type"] == "epoch"]
+    assert [x["amp_skipped_steps"] for x in epochs] == [0, 1, 0]
+    assert epochs[1]["amp_scale"] < epochs[0]["amp_scale"]
