@@ -62,6 +62,12 @@ _C.INPUT.PIXEL_MEAN = (0.5, 0.5, 0.5)  # normalisation mean
 _C.INPUT.PIXEL_STD = (0.5, 0.5, 0.5)  # normalisation std
 _C.INPUT.PADDING = 10  # zero padding before the random crop
 _C.INPUT.PAIRED_AUG = False  # one augmentation draw per triplet (False: per modality)
+# Modality dropout: the probability that a training sample loses modalities (zeroed after
+# normalisation, as missing modalities are at test time); 0 = off, the DeMo recipe.
+_C.INPUT.MODALITY_DROPOUT = 0.0
+# The sets that may be dropped, each "NAME" or "NAME+NAME" of INPUT.MODALITIES, drawn uniformly;
+# () = every single modality and every pair. Never all of them.
+_C.INPUT.MODALITY_DROPOUT_SETS = ()
 
 # ------------------------------------------------------------------------------------------------
 # DATASETS
@@ -125,6 +131,11 @@ _C.TEST.RE_RANKING_K1 = 20  # re-ranking k1
 _C.TEST.RE_RANKING_K2 = 6  # re-ranking k2
 _C.TEST.RE_RANKING_LAMBDA = 0.3  # re-ranking lambda
 _C.TEST.MISS = "none"  # zero these modalities at test: none, r, n, t, rn, rt, nt
+# Any-to-any evaluation: the modalities the query / the gallery comes with (names of
+# INPUT.MODALITIES; () = all of them). The others are zeroed after normalisation, as TEST.MISS does
+# on both sides; TEST.MISS is the shorthand for one set on both sides and cannot be combined.
+_C.TEST.QUERY_MODALITIES = ()
+_C.TEST.GALLERY_MODALITIES = ()
 _C.TEST.MAX_RANK = 50  # longest CMC curve computed
 _C.TEST.VIS_TOKENS = False  # write SDTPS token-selection pictures to TensorBoard at evaluation
 

@@ -282,6 +282,24 @@ def check(cfg):
     need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")
     need(t.MISS in MISS_CHOICES, f"TEST.MISS {t.MISS!r} is not one of {MISS_CHOICES}")
+    need(0.0 <= i.MODALITY_DROPOUT <= 1.0,
+         f"INPUT.MODALITY_DROPOUT must be a probability in [0, 1], got {i.MODALITY_DROPOUT}")
+    for entry in i.MODALITY_DROPOUT_SETS:
+        names = str(entry).split("+")
+        need(all(n in i.MODALITIES for n in names) and len(set(names)) == len(names),
+             f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r}: write NAME or NAME+NAME with names "
+             f"of INPUT.MODALITIES {list(i.MODALITIES)}")
+        need(len(names) < len(i.MODALITIES),
+             f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r} drops every modality")
+    for key in ("QUERY_MODALITIES", "GALLERY_MODALITIES"):
+        names = tuple(t[key])
+        bad = [n for n in names if n not in cfg.INPUT.MODALITIES]
+        need(not bad, f"TEST.{key} {list(names)}: {bad} not in INPUT.MODALITIES "
+                      f"{list(cfg.INPUT.MODALITIES)}")
+        need(len(set(names)) == len(names), f"TEST.{key} {list(names)} names a modality twice")
+        need(not names or t.MISS == "none",
+             f"TEST.{key} and TEST.MISS {t.MISS!r} both set: use one (TEST.MISS is the shorthand "
+             "for the same modalities missing on both sides)")
     need(
         t.RETURN_PATTERN in (1, 2, 3),
         f"TEST.RETURN_PATTERN must be 1, 2 or 3, got {t.RETURN_PATTERN}",

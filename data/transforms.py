@@ -2,8 +2,9 @@
 
 Train: resize (bicubic) -> horizontal flip (p = INPUT.PROB) -> zero pad INPUT.PADDING -> random
 crop back to INPUT.SIZE_TRAIN -> to tensor -> normalise -> random erasing as timm's RandomErasing
-(p = INPUT.RE_PROB, pixel mode: N(0, 1) noise in the normalised space). Test: resize -> to tensor
--> normalise.
+(p = INPUT.RE_PROB, pixel mode: N(0, 1) noise in the normalised space) -> with
+INPUT.MODALITY_DROPOUT, zeroing the sample's dropped modalities (as TEST.MISS does at test time).
+Test: resize -> to tensor -> normalise.
 
 Where the work runs: a loader worker only decodes (and resizes, when the file is not already at
 the input size) into uint8 pixels and draws the augmentation's random numbers
@@ -20,6 +21,7 @@ a generator seeded by the batch's first draw. INPUT.PAIRED_AUG True shares one d
 erased box) across the triplet; False draws per modality (DeMo).
 """
 
+import itertools
 import math
 import random
 import warnings
@@ -38,9 +40,11 @@ try:  # deprecated since torchvision 0.29 (in favour of TorchCodec); PIL does th
 except ImportError:  # pragma: no cover
     decode_jpeg = None
 
-# Columns of a sample's draws, one row per modality.
-FLIP, TOP, LEFT, ERASE_TOP, ERASE_LEFT, ERASE_H, ERASE_W, NOISE_SEED = range(8)
+# Columns of a sample's draws, one row per modality; KEEP (0: the modality is dropped) exists
+# only with INPUT.MODALITY_DROPOUT > 0, so that without it the draws are exactly as before.
+FLIP, TOP, LEFT, ERASE_TOP, ERASE_LEFT, ERASE_H, ERASE_W, NOISE_SEED, KEEP = range(9)
 N_DRAWS = 8
+DROPOUT_STREAM = 1000  # the modality-dropout draw's own stream: the others are 0 .. M
 
 
 def sample_seed(seed, epoch, position, stream=0):
@@ -115,6 +119,8 @@ class TripletTransform:
         self.flip_prob, self.padding, self.erase_prob = inp.PROB, inp.PADDING, inp.RE_PROB
         self.paired = inp.PAIRED_AUG
         self.seed = cfg.SOLVER.SEED
+        self.dropout = inp.MODALITY_DROPOUT if is_train else 0.0
+        self.drop_sets = dropout_sets(self.modalities, inp.MODALITY_DROPOUT_SETS)
 
     def __call__(self, pixels, epoch=0, position=0):
         pixels = {mod: pixels[mod] for mod in self.modalities}
@@ -126,7 +132,22 @@ class TripletTransform:
             rng = random.Random(sample_seed(self.seed, epoch, position, stream))
             rows.append(draw_augmentation(rng, self.size, self.flip_prob, self.padding,
                                           self.erase_prob))
+        if self.dropout > 0:
+            rng = random.Random(sample_seed(self.seed, epoch, position, DROPOUT_STREAM))
+            dropped = ()
+            if rng.random() < self.dropout:
+                dropped = self.drop_sets[rng.randrange(len(self.drop_sets))]
+            rows = [(*r, int(m not in dropped)) for r, m in zip(rows, self.modalities)]
         return pixels, torch.tensor(rows, dtype=torch.long)
+
+
+def dropout_sets(modalities, entries):
+    """INPUT.MODALITY_DROPOUT_SETS -> tuples of modality names; () -> every single modality and
+    every pair (every proper, non-empty subset of three)."""
+    if entries:
+        return [tuple(str(e).split("+")) for e in entries]
+    mods = tuple(modalities)
+    return [c for k in range(1, len(mods)) for c in itertools.combinations(mods, k)]
 
 
 class BatchTransform:
@@ -163,6 +184,8 @@ class BatchTransform:
         x = self._normalise(x)
         if draws is not None:
             x = self._erase(x, draws, batch["noise_seed"])
+            if draws.shape[1] > KEEP:  # modality dropout: the dropped inputs carry no signal
+                x = x * draws[:, KEEP, None, None, None].to(x.dtype)
         out = dict(batch)
         # (M, B, 3, H, W), contiguous: one plain layout for the model and for compiled graphs
         x = x.view(m, b, *x.shape[1:]).permute(0, 1, 4, 2, 3).contiguous()

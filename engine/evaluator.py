@@ -52,11 +52,16 @@ def missing_modalities(cfg):
 
 
 def modality_sets(cfg):
-    """(query modalities, gallery modalities) present at test time, in INPUT.MODALITIES order;
-    TEST.MISS removes the same ones from both sides."""
+    """(query modalities, gallery modalities) present at test time, in INPUT.MODALITIES order:
+    TEST.QUERY_MODALITIES / TEST.GALLERY_MODALITIES (() = all), or with TEST.MISS the same set
+    on both sides."""
     miss = set(missing_modalities(cfg))
-    present = tuple(m for m in cfg.INPUT.MODALITIES if m not in miss)
-    return present, present
+    mods = cfg.INPUT.MODALITIES
+
+    def side(names):
+        return tuple(m for m in mods if (m in names if names else m not in miss))
+
+    return side(cfg.TEST.QUERY_MODALITIES), side(cfg.TEST.GALLERY_MODALITIES)
 
 
 def setting_name(cfg, query, gallery):
@@ -68,12 +73,17 @@ def setting_name(cfg, query, gallery):
 
 
 @torch.no_grad()
-def extract_features(cfg, model, records):
+def extract_features(cfg, model, records, present=None):
     """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused": ...});
-    None on the other ranks. Every rank runs its shard of the test loader."""
+    None on the other ranks. Every rank runs its shard of the test loader.
+
+    present: the modalities the samples come with (default: all but TEST.MISS); the others are
+    zeroed after normalisation, so they carry no signal at all."""
     device = next(model.parameters()).device
     dtype = amp_dtype(cfg, device)
-    miss = missing_modalities(cfg)
+    if present is None:
+        present = modality_sets(cfg)[0] if cfg.TEST.MISS != "none" else cfg.INPUT.MODALITIES
+    miss = [m for m in cfg.INPUT.MODALITIES if m not in present]
     was_training = model.training
     model.eval()
     loader = _test_loader(cfg, records, device)
@@ -84,7 +94,7 @@ def extract_features(cfg, model, records):
     indices, host, done = [], None, 0
     for batch in loader:
         indices.append(batch["index"])
-        for mod in miss:  # after normalisation: the modality carries no signal at all
+        for mod in miss:
             batch["images"][mod] = torch.zeros_like(batch["images"][mod])
         n = len(batch["paths"])
         full = full or n
@@ -218,22 +228,29 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None, epoch=Non
         raise ValueError(f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has "
                          f"{available}")
     device = next(model.parameters()).device
+    q_mods, g_mods = modality_sets(cfg)
     records, q_idx, g_idx = union_records(query, gallery)
     start = time.perf_counter()
-    feats = extract_features(cfg, model, records)
+    if q_mods == g_mods:  # one pass over the distinct samples
+        q_feats = g_feats = extract_features(cfg, model, records, q_mods)
+    else:  # each side with its own modalities
+        q_feats = extract_features(cfg, model, query, q_mods)
+        g_feats = extract_features(cfg, model, gallery, g_mods)
+        q_idx, g_idx = torch.arange(len(query)), torch.arange(len(gallery))
     results = None
-    if feats is not None:
+    if q_feats is not None:
         t_feat = time.perf_counter() - start
         results = {}
         for p in patterns:
-            f = select_pattern(feats, p)
-            results[p] = rank_metrics(cfg, f[q_idx], f[g_idx], query, gallery, splits.protocol,
-                                      device)
+            fq, fg = select_pattern(q_feats, p), select_pattern(g_feats, p)
+            results[p] = rank_metrics(cfg, fq[q_idx], fg[g_idx], query, gallery,
+                                      splits.protocol, device)
         t_rank = time.perf_counter() - start - t_feat
-        logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, miss %s, "
-                    "re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name, split,
-                    len(query), len(gallery), len(records), splits.protocol, cfg.TEST.MISS,
-                    cfg.TEST.RE_RANKING, t_feat, t_rank, _table(results))
+        logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, query %s, "
+                    "gallery %s, re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name,
+                    split, len(query), len(gallery), len(records), splits.protocol,
+                    "+".join(q_mods), "+".join(g_mods), cfg.TEST.RE_RANKING, t_feat, t_rank,
+                    _table(results))
         if writer is not None:
             _write(cfg, results, split, writer, step, epoch)
         if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",

@@ -1,8 +1,10 @@
 """The missing-modality suite: full-modality evaluation and the six TEST.MISS settings (r, n, t,
 rn, rt, nt) for every return_pattern, in one table (mAP / Rank-1 per cell, and the averages over
-the missing settings), printed and written as Markdown and JSON.
+the missing settings), printed and written as Markdown and JSON; with --any-to-any the matrix of
+every query modality set against every gallery set, with a heat map.
 
     python tools/eval_suite.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT model.pth
+    python tools/eval_suite.py --config_file X TEST.WEIGHT model.pth --any-to-any
     python tools/eval_suite.py --config_file X --seeds 0 1 2    # train once per seed, mean +- std
     python tools/eval_suite.py --config_file X --features feats/  # saved query / gallery features
 
@@ -26,12 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train_net  # noqa: E402
 from data import build_dataset  # noqa: E402
-from engine import extract_features, launch  # noqa: E402
-from engine.evaluator import PATTERN_NAMES, rank_metrics, union_records  # noqa: E402
-from modeling import select_pattern  # noqa: E402
+from engine import launch  # noqa: E402
+from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
+from engine.modality_suite import any_to_any, missing_suite  # noqa: E402
 from tools.extract_features import load_model, load_split, need_weight, parse_args  # noqa: E402
+from utils.heatmap import write_heatmap  # noqa: E402
 
-SETTINGS = ("none", "r", "n", "t", "rn", "rt", "nt")
 AVERAGE = "avg missing"
 METRICS = ("mAP", "R1")
 
@@ -60,23 +62,56 @@ def add_average(results):
     return results
 
 
-def run_suite(cfg, model, splits, settings=SETTINGS):
+def run_suite(cfg, model, splits):
     """{setting: {pattern: {"mAP", "mINP", "R1", "R5", "R10"}}} plus the AVERAGE row."""
-    device = next(model.parameters()).device
-    query, gallery = splits.query, splits.gallery
-    records, q_idx, g_idx = union_records(query, gallery)
-    results = {}
-    for miss in settings:
-        c = with_opts(cfg, **{"TEST.MISS": miss})
-        feats = extract_features(c, model, records)
-        results[miss] = {}
-        for p in model.patterns:
-            f = select_pattern(feats, p)
-            results[miss][p] = rank_metrics(c, f[q_idx], f[g_idx], query, gallery, splits.protocol,
-                                        device)
+    results, _ = missing_suite(cfg, model, splits)
+    for miss, row in results.items():
         print(f"miss {miss:>4}: " + ", ".join(
-            f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in results[miss].items()))
+            f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in row.items()))
     return add_average(results)
+
+
+def set_label(names):
+    return "+".join(names)
+
+
+def any_to_any_report(cfg, model, splits, out, title):
+    """The 7 x 7 matrix of query set x gallery set: any_to_any.md, .json and .png (mAP heat map,
+    one panel per pattern) under `out`."""
+    results, timing = any_to_any(cfg, model, splits)
+    sets = list(dict.fromkeys(q for q, _ in results))
+    labels = [set_label(s) for s in sets]
+    patterns = list(next(iter(results.values())))
+    lines = [f"### {title}: any-to-any", "",
+             f"mAP / Rank-1 (%): rows the query's modalities, columns the gallery's; "
+             f"{timing['extractions']} extractions of {timing['samples']} samples in "
+             f"{timing['extract_s']:.1f} s, {timing['settings']} settings ranked in "
+             f"{timing['rank_s']:.1f} s", ""]
+    for p in patterns:
+        lines += [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})", "",
+                  "| query \\ gallery | " + " | ".join(labels) + " |",
+                  "| --- |" + " --- |" * len(labels)]
+        for q in sets:
+            lines.append(f"| {set_label(q)} | " + " | ".join(
+                cell(results[(q, g)][p]) for g in sets) + " |")
+        off = [results[(q, g)][p]["mAP"] for q in sets for g in sets if q != g]
+        lines += ["", f"mean mAP of the {len(off)} off-diagonal settings: "
+                      f"{statistics.fmean(off):.2f}", ""]
+    text = "\n".join(lines) + "\n"
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "any_to_any.md"), "w") as f:
+        f.write(text)
+    payload = {"title": title, "timing": timing, "sets": labels,
+               "results": {f"{set_label(q)}->{set_label(g)}": {str(p): m for p, m in row.items()}
+                           for (q, g), row in results.items()}}
+    with open(os.path.join(out, "any_to_any.json"), "w") as f:
+        json.dump(payload, f, indent=1)
+    panels = {f"pattern {p} ({PATTERN_NAMES.get(p, '?')})":
+              [[results[(q, g)][p]["mAP"] for g in sets] for q in sets] for p in patterns}
+    png = write_heatmap(os.path.join(out, "any_to_any.png"), labels, panels, title)
+    print(text)
+    print(f"written to {out}/any_to_any.md, .json and {png}")
+    return results
 
 
 def features_suite(cfg, folder):
@@ -150,6 +185,9 @@ def main(argv=None):
     parser.add_argument("--features", default="",
                         help="evaluate the query / gallery files of tools/extract_features.py")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/eval_suite)")
+    parser.add_argument("--any-to-any", action="store_true",
+                        help="the query set x gallery set matrix of every non-empty modality set "
+                             "(7 x 7 for three modalities): table, JSON and a heat-map PNG")
     args = parse_args(parser, argv)
     if args.seeds:  # nargs="+" also takes the KEY VALUE pairs that follow the seeds
         n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
@@ -182,7 +220,11 @@ def main(argv=None):
     need_weight(cfg)
     device = launch.setup(cfg, log_name="suite_log.txt")
     splits = build_dataset(cfg)
-    results = run_suite(cfg, load_model(cfg, device, splits), splits)
+    model = load_model(cfg, device, splits)
+    if args.any_to_any:
+        title = f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}"
+        return any_to_any_report(cfg, model, splits, out, title)
+    results = run_suite(cfg, model, splits)
     write(out, results, f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}",
           {"weight": cfg.TEST.WEIGHT, "config": args.config_file, "protocol": splits.protocol})
     return results

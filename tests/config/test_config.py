@@ -108,6 +108,12 @@ def test_overrides_and_numeric_coercion():
         (["MODEL.HEAD"], "pairs"),
         (["SOLVER.DDP_GRAD_DTYPE", "float16"], "SOLVER.DDP_GRAD_DTYPE"),
         (["SOLVER.DDP_BUCKET_MB", "0"], "SOLVER.DDP_BUCKET_MB"),
+        (["TEST.QUERY_MODALITIES", "('RGB', 'IR')"], "TEST.QUERY_MODALITIES"),
+        (["TEST.GALLERY_MODALITIES", "('NI', 'NI')"], "TEST.GALLERY_MODALITIES"),
+        (["TEST.GALLERY_MODALITIES", "('NI',)", "TEST.MISS", "r"], "TEST.GALLERY_MODALITIES"),
+        (["INPUT.MODALITY_DROPOUT", "1.5"], "INPUT.MODALITY_DROPOUT"),
+        (["INPUT.MODALITY_DROPOUT_SETS", "('RGB+NI+TI',)"], "INPUT.MODALITY_DROPOUT_SETS"),
+        (["INPUT.MODALITY_DROPOUT_SETS", "('RGB+IR',)"], "INPUT.MODALITY_DROPOUT_SETS"),
     ],
 )
 def test_bad_values_name_the_key(opts, named):

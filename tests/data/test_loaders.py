@@ -262,3 +262,48 @@ def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
             for m in a["images"]:
                 torch.testing.assert_close(images[m].cpu(), a["images"][m], rtol=0, atol=1e-5)
     loader.close()
+
+
+def _dropped(batch):
+    """(B, M) bool: which modalities of each sample carry no signal."""
+    return torch.stack([x.flatten(1).abs().sum(1) == 0 for x in batch["images"].values()], 1)
+
+
+def test_modality_dropout_off_leaves_batches_as_they_were(train_setup):
+    """Off (the default) draws nothing; on, the other augmentations' draws do not move."""
+    cfg, s = train_setup()
+    on, _ = train_setup("INPUT.MODALITY_DROPOUT", 0.5)
+    plain = _batches(build_train_loader(cfg, s.train), 2)
+    dropped = _batches(build_train_loader(on, s.train), 2)
+    for a, b in zip(plain, dropped):
+        assert a["draws"].shape[-1] == 8 and b["draws"].shape[-1] == 9
+        assert torch.equal(a["draws"], b["draws"][..., :8])
+        assert not _dropped(a).any()
+        keep = b["draws"][..., 8].bool()  # (B, M)
+        assert torch.equal(~keep, _dropped(b))
+        for i, m in enumerate(a["images"]):  # kept modalities: the same pixels as without
+            assert torch.equal(a["images"][m][keep[:, i]], b["images"][m][keep[:, i]])
+
+
+def test_modality_dropout_never_drops_everything_and_repeats(train_setup):
+    cfg, s = train_setup("INPUT.MODALITY_DROPOUT", 1.0, "DATALOADER.NUM_WORKERS", 2)
+    loader = build_train_loader(cfg, s.train)
+    first, again = _batches(loader, 3), _batches(build_train_loader(cfg, s.train), 3)
+    seen = Counter()
+    for a, b in zip(first, again):  # a resumed epoch (a fresh loader) repeats the same drops
+        assert torch.equal(_dropped(a), _dropped(b))
+        lost = _dropped(a)
+        assert lost.any(1).all() and not lost.all(1).any()  # p = 1: every sample loses 1 or 2
+        seen.update(tuple(row.tolist()) for row in lost)
+    assert len(seen) >= 4  # singles and pairs both occur
+    only_ti, _ = train_setup("INPUT.MODALITY_DROPOUT", 1.0, "INPUT.MODALITY_DROPOUT_SETS",
+                             ("TI",))
+    batch = _batches(build_train_loader(only_ti, s.train), 1)[0]
+    assert _dropped(batch).tolist() == [[False, False, True]] * len(batch["pids"])
+
+
+def test_modality_dropout_is_off_at_test_time(smoke_cfg):
+    cfg = smoke_cfg("INPUT.MODALITY_DROPOUT", 1.0)
+    s = build_dataset(cfg)
+    batch = next(iter(build_test_loader(cfg, s.gallery)))
+    assert not _dropped(batch).any()

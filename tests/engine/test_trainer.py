@@ -157,8 +157,8 @@ def test_without_validation_test_is_reported_but_never_selects(tmp_path):
 
 
 def _killed_in_epoch_3(tmp_path, *opts):
-    """A run killed in epoch 3, after its first record (last.pth, model_0001.pth and model_0002.pth on disk) and the
-    uninterrupted run's model."""
+    """A run killed in epoch 3 after its first record (last.pth, model_0001.pth and
+    model_0002.pth on disk), and the uninterrupted run's model."""
     full = _train(_cfg(tmp_path / "full", *opts))
     cfg = _cfg(tmp_path / "killed", *opts)
     with pytest.raises(KeyboardInterrupt):

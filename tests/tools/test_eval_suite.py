@@ -32,3 +32,32 @@ def test_seed_statistics_and_table():
     assert stats["none"][1]["mAP"]["mean"] == 51.0
     assert stats["none"][1]["R1"]["std"] == pytest.approx(2 ** 1.5)
     assert "51.00 ± 1.41 / 62.00 ± 2.83" in eval_suite.markdown(stats, "seeds")
+
+
+def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
+    """The 7 x 7 matrix from 7 extractions: its diagonal is DeMo's TEST.MISS setting, an
+    off-diagonal cell the evaluation with TEST.QUERY_MODALITIES / GALLERY_MODALITIES."""
+    from config import load_config
+    from data import build_dataset
+    from engine import evaluate
+    from tools.extract_features import load_model
+
+    res = eval_suite.main([*sdtps_args, "--any-to-any", "--out", str(tmp_path)])
+    assert len(res) == 49
+    cfg_file, opts = sdtps_args[1], sdtps_args[2:]
+    checks = [(("NI", "TI"), ("NI", "TI"), ["TEST.MISS", "r"]),
+              (("RGB",), ("RGB", "NI", "TI"), ["TEST.QUERY_MODALITIES", ("RGB",)]),
+              (("NI", "TI"), ("TI",), ["TEST.QUERY_MODALITIES", ("NI", "TI"),
+                                       "TEST.GALLERY_MODALITIES", ("TI",)])]
+    for q, g, extra in checks:
+        cfg = load_config(cfg_file, [*opts, *extra])
+        splits = build_dataset(cfg)
+        want = evaluate(cfg, load_model(cfg, eval_suite.torch.device("cpu"), splits), splits)
+        for p in want:
+            assert res[(q, g)][p] == pytest.approx(want[p], abs=1e-6), (q, g, p)
+    saved = json.loads((tmp_path / "any_to_any.json").read_text())
+    assert saved["timing"]["extractions"] == 7 and len(saved["results"]) == 49
+    assert "NI+TI->TI" in saved["results"]
+    table = (tmp_path / "any_to_any.md").read_text()
+    assert "| query \\ gallery | RGB+NI+TI | RGB+NI | RGB+TI | NI+TI | RGB | NI | TI |" in table
+    assert (tmp_path / "any_to_any.png").stat().st_size > 10_000
