@@ -113,8 +113,8 @@ def embedding_figure(panels, pids, seed=0, title=""):
         hx.hist(same, bins=bins, density=True, alpha=0.6, color="tab:green", label="same id")
         hx.set_xlabel("cosine similarity", fontsize=9)
         hx.set_yticks([])
-        hx.set_title(f"same {stats[-1]['same']:.2f} / diff {stats[-1]['diff']:.2f}, "
-                     f"AUC {auc:.3f}", fontsize=9)
+        hx.set_title(f"mean cosine: same id {stats[-1]['same']:.2f}, other "
+                     f"{stats[-1]['diff']:.2f}; AUC {auc:.3f}", fontsize=9)
         if k == 0:
             hx.legend(fontsize=8, loc="upper left")
     fig.suptitle(title + (f"\n{len(pids)} samples of {len(ids)} identities, one colour per "

@@ -59,8 +59,9 @@ def gallery_targets(cfg, model, query, gallery, protocol, pattern):
         cos = (g_feats @ q_feats[i]).masked_fill(~ok, -2.0)
         j = int(cos.argmax())
         refs[i] = g_feats[j]
-        texts.append(f"target: cosine to its best same-id gallery match (gallery {j}, "
-                     f"camera {gallery[j].camid + 1})")
+        name = os.path.basename(gallery[j].files[cfg.INPUT.MODALITIES[0]])
+        texts.append(f"target: cosine to its best same-id gallery match ({name}, camera "
+                     f"{gallery[j].camid + 1})")
     return refs, texts
 
 
