@@ -97,6 +97,8 @@ def main(argv=None):
                         help="query: similarity target; train: classifier-logit target")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/cam)")
     args = parse_args(parser, argv)
+    if args.num < 1:
+        parser.error(f"--num {args.num}: give at least 1")
     cfg = launch.load_cfg_or_exit(args)
     need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN

@@ -65,6 +65,8 @@ def main(argv=None):
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_ranks)")
     args = parse_args(parser, argv)
+    if args.num < 1:
+        parser.error(f"--num {args.num}: give at least 1")
     cfg = launch.load_cfg_or_exit(args)
     need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN

@@ -25,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--num", type=int, default=8, help="number of test triplets")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_tokens)")
     args = parse_args(parser, argv)
+    if args.num < 1:
+        parser.error(f"--num {args.num}: give at least 1")
     cfg = launch.load_cfg_or_exit(args)
     if not cfg.MODEL.USE_SDTPS:
         sys.exit(f"{args.config_file or 'this config'} has no SDTPS head (MODEL.USE_SDTPS False): "

@@ -174,3 +174,9 @@ def test_visualize_cam_train_split_and_missing_modality(smoke_checkpoint, tmp_pa
 def test_visualize_cam_unavailable_pattern(sdtps_args, tmp_path):
     with pytest.raises(SystemExit, match="--pattern 4 is not available"):
         visualize_cam.main([*sdtps_args, "--pattern", "4", "--out", str(tmp_path)])
+
+
+def test_visualize_cam_needs_a_triplet(sdtps_args, capsys):
+    with pytest.raises(SystemExit):
+        visualize_cam.main([*sdtps_args, "--num", "0"])
+    assert "--num 0: give at least 1" in capsys.readouterr().err
