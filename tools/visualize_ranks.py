@@ -1,14 +1,17 @@
-"""Rank lists: each query triplet and its top-10 gallery triplets, green border for the query's
-id, red for another, after the protocol's removal (same id and camera, or same id and scene).
+"""Rank lists: each query triplet and its top-10 gallery triplets with their distances, green
+border for the query's id, red for another, after the protocol's removal (same id and camera, or
+same id and scene).
 
     python tools/visualize_ranks.py --config_file configs/RGBNT201/DeMo_SDTPS.yml \
         TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--pattern 3] [--out DIR]
 
 Features, normalisation (TEST.FEAT_NORM) and distances are those of the evaluation
-(engine.extract_features, squared Euclidean); TEST.MISS zero-fills as in evaluation. One PNG per
-query (default OUTPUT_DIR/vis_ranks/), the modalities stacked in each panel.
+(engine.extract_features, squared Euclidean); TEST.MISS zero-fills as in evaluation. Queries are
+spread over identities, then cameras. One PNG per query (default OUTPUT_DIR/vis_ranks/), the
+modalities stacked in each panel, each gallery item's distance under it (and in the log).
 """
 
+import logging
 import os
 import sys
 
@@ -23,33 +26,36 @@ from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
 from utils.metrics import pairwise_distance  # noqa: E402
-from utils.visualize import display_images, rank_figure, save_figures  # noqa: E402
+from utils.visualize import (  # noqa: E402
+    display_images,
+    protocol_junk,
+    rank_figure,
+    save_figures,
+    spread_indices,
+)
+
+logger = logging.getLogger(__name__)
 
 TOP = 10
 
 
-def removed(q, g, protocol):
-    """Gallery records the protocol removes for query record q: bool (G,)."""
-    same_id = torch.tensor([r.pid == q.pid for r in g])
-    field = "sceneid" if protocol == "scene" else "camid"
-    return same_id & torch.tensor([getattr(r, field) == getattr(q, field) for r in g])
-
-
 def ranked(cfg, q_feat, g_feats, q, gallery, protocol, top=TOP):
-    """Indices of the top gallery records for one query (Euclidean on the evaluation's
-    features), with the protocol's junk removed; ties broken by gallery order (stable sort)."""
+    """(indices, distances) of the top gallery records for one query (squared Euclidean on the
+    evaluation's features), with the protocol's junk removed; ties broken by gallery order."""
     if cfg.TEST.FEAT_NORM:
         q_feat, g_feats = F.normalize(q_feat, dim=-1), F.normalize(g_feats, dim=-1)
     dist = pairwise_distance(q_feat[None], g_feats)[0]
-    dist[removed(q, gallery, protocol)] = float("inf")
+    dist[protocol_junk(q, gallery, protocol)] = float("inf")
     order = torch.sort(dist, stable=True).indices
-    return [int(i) for i in order[:top] if torch.isfinite(dist[i])]
+    keep = [int(i) for i in order[:top] if torch.isfinite(dist[i])]
+    return keep, [float(dist[i]) for i in keep]
 
 
-def caption(rec, rank=None):
+def caption(rec, rank=None, dist=None):
     head = "query" if rank is None else f"#{rank}"
-    return f"{head} id {rec.pid}\ncam {rec.camid + 1}" + (
+    text = f"{head} id {rec.pid}\ncam {rec.camid + 1}" + (
         f" sc {rec.sceneid}" if rec.sceneid >= 0 else "")
+    return text + (f"\nd {dist:.3f}" if dist is not None else "")
 
 
 def main(argv=None):
@@ -59,6 +65,8 @@ def main(argv=None):
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_ranks)")
     args = parse_args(parser, argv)
+    if args.num < 1:
+        parser.error(f"--num {args.num}: give at least 1")
     cfg = launch.load_cfg_or_exit(args)
     need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
@@ -68,19 +76,28 @@ def main(argv=None):
     model = load_model(cfg, device, splits)
     if pattern not in model.patterns:
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
-    query, gallery = splits.query[: args.num], splits.gallery
+    query = [splits.query[i] for i in spread_indices(splits.query, args.num)]
+    gallery = splits.gallery
     records, q_idx, g_idx = union_records(query, gallery)
     feats = select_pattern(extract_features(cfg, model, records), pattern)
     q_feats, g_feats = feats[q_idx], feats[g_idx]
     mods, figures = cfg.INPUT.MODALITIES, []
+    metric = ("squared Euclidean distance, L2-normalised features" if cfg.TEST.FEAT_NORM
+              else "squared Euclidean distance")
     for i, q in enumerate(query):
-        top = ranked(cfg, q_feats[i], g_feats, q, gallery, splits.protocol)
-        panels = [(display_images(cfg, gallery[j]), caption(gallery[j], r + 1),
-                   gallery[j].pid == q.pid) for r, j in enumerate(top)]
+        top, dists = ranked(cfg, q_feats[i], g_feats, q, gallery, splits.protocol)
+        panels = [(display_images(cfg, gallery[j]), caption(gallery[j], r + 1, d),
+                   gallery[j].pid == q.pid) for r, (j, d) in enumerate(zip(top, dists))]
         hits = sum(p[2] for p in panels)
         title = (f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
                  f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}")
-        figures.append(rank_figure((display_images(cfg, q), caption(q)), panels, mods, title)[0])
+        logger.info("query %d (id %d, camera %d), %s:\n%s", i, q.pid, q.camid + 1, metric,
+                    "\n".join(f"  #{r + 1:<2d} gallery {j:5d}  id {gallery[j].pid:5d}  camera "
+                              f"{gallery[j].camid + 1}  d {d:.4f}"
+                              + ("" if gallery[j].pid == q.pid else "  (other id)")
+                              for r, (j, d) in enumerate(zip(top, dists))))
+        figures.append(rank_figure((display_images(cfg, q), caption(q)), panels, mods, title,
+                                   note=f"d: {metric}")[0])
     paths = save_figures(figures, query, out, mods[0])
     print(f"{len(paths)} rank pictures (pattern {pattern}) written to {out}")
     return paths

@@ -1,5 +1,5 @@
 """SDTPS token-selection pictures: which patches each modality keeps and how the aggregation
-weighs them, for the first N test triplets (query split).
+weighs them, for N test triplets (query split) spread over identities, then cameras.
 
     python tools/visualize_tokens.py --config_file configs/RGBNT201/DeMo_SDTPS.yml \
         TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--out DIR]
@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from data import build_dataset  # noqa: E402
 from engine import launch  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
-from utils.visualize import save_figures, token_figures  # noqa: E402
+from utils.visualize import save_figures, spread_indices, token_figures  # noqa: E402
 
 
 def main(argv=None):
@@ -25,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--num", type=int, default=8, help="number of test triplets")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_tokens)")
     args = parse_args(parser, argv)
+    if args.num < 1:
+        parser.error(f"--num {args.num}: give at least 1")
     cfg = launch.load_cfg_or_exit(args)
     if not cfg.MODEL.USE_SDTPS:
         sys.exit(f"{args.config_file or 'this config'} has no SDTPS head (MODEL.USE_SDTPS False): "
@@ -34,7 +36,7 @@ def main(argv=None):
     device = launch.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
     model = load_model(cfg, device, splits)
-    records = splits.query[: args.num]
+    records = [splits.query[i] for i in spread_indices(splits.query, args.num)]
     paths = save_figures(token_figures(cfg, model, records), records, out,
                          cfg.INPUT.MODALITIES[0])
     print(f"{len(paths)} token-selection pictures written to {out}")

@@ -1,5 +1,6 @@
-"""Pictures of what a model does, drawn with PIL (no matplotlib): SDTPS token-selection maps and
-rank lists. Shared by tools/visualize_tokens.py, tools/visualize_ranks.py and the evaluation's
+"""Pictures of what a model does, drawn with PIL (no matplotlib): SDTPS token-selection maps, rank
+lists and class-activation maps, and the choice of which test triplets to show. Shared by
+tools/visualize_tokens.py, tools/visualize_ranks.py, tools/visualize_cam.py and the evaluation's
 TensorBoard hook (TEST.VIS_TOKENS).
 
 Geometry: the backbone's patch p of a (gh, gw) grid with patch size P and stride S covers input
@@ -9,6 +10,7 @@ the cells drawn are the S x S squares centred in those windows, so they tile the
 
 import logging
 import os
+from collections import Counter
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ DIM = 0.3  # brightness left to dropped patches
 KEPT_OUTLINE = (255, 215, 0)  # kept-patch outline (gold)
 GREEN, RED, BLUE = (0, 190, 0), (220, 0, 0), (40, 90, 230)
 BACKGROUND, TEXT = (255, 255, 255), (0, 0, 0)
+MISSING = (150, 150, 150)  # panel of a modality zero-filled by TEST.MISS
 MIN_HEIGHT = 128  # each image is upscaled to at least this many pixels tall
 
 # A perceptually ordered colour map (dark blue -> purple -> orange -> yellow), inferno-like.
@@ -102,13 +105,14 @@ def heat_panel(img, values, boxes, scale, vmax):
     return Image.fromarray((0.7 * colour + 0.3 * grey).round().astype(np.uint8))
 
 
-def _colour_bar(width, height, vmax, fnt):
+def _colour_bar(width, height, vmax, fnt, label=None):
+    """The colour map from 0 to vmax (its end labelled `label`, else the value)."""
     bar = Image.new("RGB", (width, height + 16), BACKGROUND)
     ramp = colormap(np.linspace(0, 1, width))[None].repeat(height, axis=0)
     bar.paste(Image.fromarray(ramp), (0, 0))
     draw = ImageDraw.Draw(bar)
     draw.text((0, height + 2), "0", fill=TEXT, font=fnt)
-    label = f"{vmax:.3f}"
+    label = label or f"{vmax:.3f}"
     draw.text((width - draw.textlength(label, font=fnt), height + 2), label, fill=TEXT, font=fnt)
     return bar
 
@@ -184,10 +188,14 @@ def triplet_column(images, scale):
     return col
 
 
-def rank_figure(query, gallery, modalities, title="", border=4):
+CAPTION_LINES = 3  # lines of text drawn under each panel of a rank list
+
+
+def rank_figure(query, gallery, modalities, title="", border=4, note=""):
     """A query triplet and its ranked gallery triplets in one row.
 
-    query: (images {modality: PIL}, caption); gallery: list of (images, caption, correct: bool).
+    query: (images {modality: PIL}, caption); gallery: list of (images, caption, correct: bool);
+    captions hold up to CAPTION_LINES lines; note: text after the gallery's header.
     -> (PIL image, panel boxes [(x0, y0, x1, y1)] of the 1 + len(gallery) bordered panels).
     The query's border is blue; a gallery border is green for the query's id, red otherwise.
     """
@@ -197,7 +205,7 @@ def rank_figure(query, gallery, modalities, title="", border=4):
     colours = [BLUE] + [GREEN if g[2] else RED for g in gallery]
     captions = [query[1]] + [g[1] for g in gallery]
     cw, ch = cols[0].width + 2 * border, cols[0].height + 2 * border
-    gap, pad, head, cap = 6, 10, 20 if title else 0, 30
+    gap, pad, head, cap = 6, 10, 20 if title else 0, 12 * CAPTION_LINES + 6
     gap_after_query = 18
     width = 2 * pad + len(cols) * cw + (len(cols) - 1) * gap + gap_after_query
     height = head + 18 + ch + cap
@@ -213,12 +221,13 @@ def rank_figure(query, gallery, modalities, title="", border=4):
         if i > 0:
             if i == 1:
                 x += gap_after_query
-                draw.text((x, head + 2), "top-ranked gallery", fill=TEXT, font=small)
+                draw.text((x, head + 2), "top-ranked gallery" + (f" ({note})" if note else ""),
+                          fill=TEXT, font=small)
         y = head + 18
         box = (x, y, x + cw, y + ch)
         draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
         fig.paste(col, (x + border, y + border))
-        for j, line in enumerate(caption.split("\n")[:2]):
+        for j, line in enumerate(caption.split("\n")[:CAPTION_LINES]):
             draw.text((x, y + ch + 2 + 12 * j), line, fill=TEXT, font=small)
         boxes.append(box)
         x += cw + gap
@@ -234,6 +243,126 @@ def model_geometry(model):
 def sdtps_legend(cfg, model):
     s = model.sdtps
     return {"K": s.keep, "N_c": s.num_out, "beta": cfg.MODEL.SDTPS_BETA, "N": model.num_patches}
+
+
+def spread_indices(records, num):
+    """Indices of `num` records spread over identities first, then cameras; deterministic.
+
+    records: data Records (pid, camid). Round-robin over the identities in order of first
+    appearance: each round takes one record of every identity that has one left, preferring a
+    camera that identity has not shown yet, then the camera shown least often so far, then the
+    earliest record. So the first picks are one per identity (as many as there are), and an
+    identity's second pick comes from another camera when it has one.
+    -> list of min(num, len(records)) indices into records, in pick order.
+    """
+    left = {}
+    for i, r in enumerate(records):
+        left.setdefault(r.pid, []).append(i)
+    shown = {pid: set() for pid in left}
+    cam_count = Counter()
+    picks = []
+    num = min(num, len(records))
+    while len(picks) < num:
+        for pid, idx in left.items():
+            if len(picks) == num:
+                break
+            if not idx:
+                continue
+            j = min(idx, key=lambda i: (records[i].camid in shown[pid],
+                                        cam_count[records[i].camid], i))
+            idx.remove(j)
+            shown[pid].add(records[j].camid)
+            cam_count[records[j].camid] += 1
+            picks.append(j)
+    return picks
+
+
+def protocol_junk(query, gallery, protocol):
+    """Gallery records the evaluation protocol removes for the query record: bool tensor (G,).
+
+    "market": same id and same camera; "scene" (MSVR310): same id and same scene.
+    """
+    same_id = torch.tensor([r.pid == query.pid for r in gallery], dtype=torch.bool)
+    field = "sceneid" if protocol == "scene" else "camid"
+    same = torch.tensor([getattr(r, field) == getattr(query, field) for r in gallery],
+                        dtype=torch.bool)
+    return same_id & same
+
+
+def overlay_panel(img, cam, scale):
+    """img: PIL RGB (W, H); cam: (H, W) array in [0, 1] -> upscaled picture of the colour-mapped
+    map blended over a grey copy of img (bright = strong)."""
+    big = img.resize((img.width * scale, img.height * scale), Image.BICUBIC)
+    grey = np.repeat(np.asarray(big.convert("L"), dtype=np.float64)[..., None], 3, axis=2)
+    heat = Image.fromarray(colormap(cam)).resize(big.size, Image.BILINEAR)
+    return Image.fromarray((0.65 * np.asarray(heat, dtype=np.float64) + 0.35 * grey)
+                           .round().astype(np.uint8))
+
+
+def missing_panel(width, height, fnt):
+    """A grey panel labelled "missing" for a modality zero-filled by TEST.MISS."""
+    pic = Image.new("RGB", (width, height), MISSING)
+    draw = ImageDraw.Draw(pic)
+    label = "missing"
+    draw.text(((width - draw.textlength(label, font=fnt)) / 2, height / 2 - 8), label,
+              fill=BACKGROUND, font=fnt)
+    return pic
+
+
+def cam_figure(images, cams, missing=(), title="", legend=()):
+    """Class-activation maps of one triplet, the modalities side by side.
+
+    images: {modality: PIL RGB at the model's input size}; cams: {modality: (H, W) array >= 0 on
+    that image}; missing: modalities zero-filled by TEST.MISS (grey panels); legend: lines of
+    text under the panels (the figure widens to fit them). Top row: the input; bottom row: the map
+    scaled to its own peak over a grey copy, headed by the modality's share of the map summed over
+    the modalities shown.
+    """
+    mods = list(images)
+    size = next(iter(images.values())).size[::-1]
+    scale = display_scale(size, 192)
+    pw, ph = size[1] * scale, size[0] * scale
+    pad, head = 16, 34
+    fnt, small = font(14), font(11)
+    total = sum(float(cams[m].sum()) for m in mods if m not in missing)
+    legend = list(legend) + ["top: input; bottom: Grad-CAM, each modality scaled to its own peak",
+                             "share: the modality's part of the map summed over the modalities"]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max([measure.textlength(t, font=small) for t in legend]
+                 + [measure.textlength(title, font=fnt)])
+    width = int(max(len(mods) * (pw + pad) + pad, text_w + 2 * pad))
+    height = (title != "") * 20 + 2 * (ph + head) + 16 * len(legend) + 36
+    fig = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(fig)
+    y = 4
+    if title:
+        draw.text((pad, y), title, fill=TEXT, font=fnt)
+        y += 20
+    for i, m in enumerate(mods):
+        x = pad + i * (pw + pad)
+        draw.text((x, y), m, fill=TEXT, font=fnt)
+        draw.text((x, y + ph + head + 2), m, fill=TEXT, font=fnt)
+        if m in missing:
+            draw.text((x, y + 17), "TEST.MISS", fill=TEXT, font=small)
+            fig.paste(missing_panel(pw, ph, fnt), (x, y + head))
+            fig.paste(missing_panel(pw, ph, fnt), (x, y + ph + 2 * head))
+            continue
+        cam = np.asarray(cams[m], dtype=np.float64)
+        peak = float(cam.max())
+        share = float(cam.sum()) / total if total > 0 else 0.0
+        draw.text((x, y + 17), "input", fill=TEXT, font=small)
+        label = f"share {100 * share:.0f}%" + (" (map all 0)" if peak == 0 else "")
+        draw.text((x, y + ph + head + 19), label, fill=TEXT, font=small)
+        big = images[m].resize((pw, ph), Image.BICUBIC)
+        fig.paste(big, (x, y + head))
+        fig.paste(overlay_panel(images[m], cam / peak if peak > 0 else cam, scale),
+                  (x, y + ph + 2 * head))
+    y += 2 * (ph + head) + 4
+    for line in legend:
+        draw.text((pad, y), line, fill=TEXT, font=small)
+        y += 16
+    fig.paste(_colour_bar(min(200, width - 2 * pad), 10, 1.0, small, "peak"), (pad, y + 2))
+    return fig
 
 
 def display_images(cfg, record):

@@ -35,9 +35,43 @@ def test_kept_patches_bright_dropped_dimmed():
     assert max(np.array(inner)[~kept]) == pytest.approx(200 * vis.DIM, abs=1)
 
 
+def _records(spec):
+    """[(pid, camid), ...] -> Records."""
+    from data import Record
+
+    return [Record({"RGB": f"{i}.jpg"}, pid, cam, key=str(i)) for i, (pid, cam) in enumerate(spec)]
+
+
+def test_spread_indices_identities_first_then_cameras():
+    # as a sorted query list comes: each identity's images together, one camera after the other
+    recs = _records([(1, 0), (1, 0), (1, 1), (2, 0), (2, 1), (2, 1), (3, 1), (3, 1)])
+    picks = vis.spread_indices(recs, 5)
+    # one per identity first (cameras balanced: 3 has camera 1 only), then a second camera of 1, 2
+    assert [recs[i].pid for i in picks] == [1, 2, 3, 1, 2]
+    assert [recs[i].camid for i in picks] == [0, 1, 1, 1, 0]
+    assert picks == vis.spread_indices(recs, 5)  # deterministic
+    assert sorted(vis.spread_indices(recs, 20)) == list(range(8))  # all of them, each once
+    assert vis.spread_indices(recs, 0) == [] and vis.spread_indices([], 3) == []
+
+
+def test_protocol_junk():
+    from data import Record
+
+    g = [Record({}, 1, 0, 5), Record({}, 1, 1, 5), Record({}, 2, 0, 5), Record({}, 1, 0, 6)]
+    q = Record({}, 1, 0, 5)
+    assert vis.protocol_junk(q, g, "market").tolist() == [True, False, False, True]
+    assert vis.protocol_junk(q, g, "scene").tolist() == [True, True, False, False]
+
+
+def _pids(paths):
+    """Raw ids from the picture names (<i>_<RGBNT201 stem: id_cam...>.png)."""
+    return [os.path.basename(p).split("_")[1] for p in paths]
+
+
 def test_visualize_tokens_writes_pictures(sdtps_args, tmp_path):
     paths = visualize_tokens.main([*sdtps_args, "--num", "2", "--out", str(tmp_path)])
     assert len(paths) == 2 and sorted(os.listdir(tmp_path)) == sorted(map(os.path.basename, paths))
+    assert len(set(_pids(paths))) == 2  # two identities, not the first two images of one
     with Image.open(paths[0]) as im:
         w, h = im.size
         pic = np.asarray(im.convert("RGB"), dtype=float)
@@ -78,18 +112,38 @@ def test_rank_figure_borders():
 
 
 @pytest.mark.parametrize("config,pattern", [("DeMo_SDTPS.yml", "3"), ("DeMo.yml", "2")])
-def test_visualize_ranks_writes_eleven_bordered_panels(smoke_checkpoint, tmp_path, config,
-                                                       pattern):
+def test_visualize_ranks_writes_eleven_bordered_panels(smoke_checkpoint, tmp_path, capsys,
+                                                       config, pattern):
     args = smoke_checkpoint(config)
     paths = visualize_ranks.main([*args, "--num", "2", "--pattern", pattern,
                                   "--out", str(tmp_path)])
-    assert len(paths) == 2
+    assert len(paths) == 2 and len(set(_pids(paths))) == 2
+    # the log lists each query's ten gallery items with their distances, in ranked order
+    dists = [float(line.split(" d ")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
+             if line.lstrip().startswith("#") and " d " in line]
+    assert len(dists) == 20
+    assert dists[:10] == sorted(dists[:10]) and dists[10:] == sorted(dists[10:])
     with Image.open(paths[0]) as im:
         pic = np.asarray(im.convert("RGB"))
     runs = _border_runs(pic[pic.shape[0] // 2])
     # each panel's border is crossed twice (left and right edges)
     assert len(runs) == 22 and runs[:2] == [vis.BLUE, vis.BLUE]
     assert set(runs[2:]) <= {vis.GREEN, vis.RED}
+
+
+def test_ranked_returns_the_evaluation_distances(smoke_cfg):
+    import torch
+
+    from data import Record
+
+    cfg = smoke_cfg("TEST.FEAT_NORM", "False")
+    gallery = [Record({}, 1, 0), Record({}, 2, 1), Record({}, 1, 1), Record({}, 3, 0)]
+    g = torch.tensor([[0.0, 0.0], [3.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    idx, dist = visualize_ranks.ranked(cfg, torch.tensor([0.0, 0.0]), g, Record({}, 1, 0),
+                                       gallery, "market")
+    # gallery 0 (same id, same camera) is removed; squared Euclidean distances, ascending
+    assert idx == [2, 3, 1] and dist == pytest.approx([2.0, 4.0, 9.0])
+    assert visualize_ranks.caption(gallery[2], 1, dist[0]).split("\n")[2] == "d 2.000"
 
 
 def test_vis_tokens_hook_writes_tensorboard_images(sdtps_args, tmp_path, smoke_cfg):
