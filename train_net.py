@@ -5,13 +5,12 @@
     torchrun --nproc_per_node 4 train_net.py --config_file ...
 """
 
-import functools
 import logging
 import sys
 
 from config import ConfigError
 from data import build_dataset, build_train_loader
-from engine import NonFiniteLossError, Trainer, evaluate, evaluate_weights, launch
+from engine import Evaluator, NonFiniteLossError, Trainer, evaluate_weights, launch
 from engine.run_dir import RunDirError, select_resume, take_run_folder
 from modeling import build_model
 from utils import comm
@@ -33,9 +32,10 @@ def main(args):
     if args.eval_only:
         return evaluate_weights(cfg, model, splits, split="test")
     loader = build_train_loader(cfg, splits.train, device=device)
-    trainer = Trainer(cfg, model, loader, functools.partial(evaluate, cfg, splits=splits))
     try:
-        return trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
+        with Evaluator(cfg, splits) as evaluator:
+            trainer = Trainer(cfg, model, loader, evaluator)
+            return trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
     finally:
         if lock is not None:
             lock.release()

@@ -5,7 +5,6 @@ gallery: extracted once), sharded over ranks by the test loader and gathered by 
 which ranks every return_pattern and broadcasts the results.
 """
 
-import atexit
 import logging
 import sys
 import time
@@ -72,94 +71,176 @@ def setting_name(cfg, query, gallery):
     return f"query_{'+'.join(query)}_gallery_{'+'.join(gallery)}"
 
 
-@torch.no_grad()
+class Evaluator:
+    """The evaluation of one config: extracts features and ranks them, owning its test loaders.
+
+    A loader is kept with its persistent workers for the next extraction of the same records
+    (evaluating every EVAL_PERIOD epochs, or under each missing-modality setting, starts the
+    workers once: forking a large training process costs up to a second each time); two are kept
+    (a run's test and validation sets), the least recently used one beyond that is closed.
+    `close()` (or leaving a `with` block) ends them all.
+
+        with Evaluator(cfg, splits) as evaluator:
+            results = evaluator.evaluate(model, split="test")
+
+    The trainer takes `evaluator.evaluate` as its callable.
+    """
+
+    def __init__(self, cfg, splits=None):
+        self.cfg, self.splits = cfg, splits
+        self._loaders = {}  # least recently used first
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """End the kept test loaders (their workers exit, their rings are unlocked)."""
+        while self._loaders:
+            self._loaders.popitem()[1].close()
+
+    def _loader(self, records, device):
+        # A record's key is the path its files are found from (data/datasets), so the keys name
+        # what the loader reads (a few ms for 20,000 records, where repr(records) takes 0.1 s).
+        key = (tuple(r.key for r in records), str(device))
+        loader = self._loaders.pop(key, None)
+        if loader is None:
+            while len(self._loaders) >= 2:
+                self._loaders.pop(next(iter(self._loaders))).close()
+            loader = build_test_loader(self.cfg, records, device=device)
+        self._loaders[key] = loader
+        return loader
+
+    @torch.no_grad()
+    def extract(self, model, records, present=None):
+        """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused":
+        ...}); None on the other ranks. Every rank runs its shard of the test loader.
+
+        present: the modalities the samples come with (default: all but TEST.MISS); the others
+        are zeroed after normalisation, so they carry no signal at all."""
+        cfg = self.cfg
+        device = next(model.parameters()).device
+        dtype = amp_dtype(cfg, device)
+        if present is None:
+            present = modality_sets(cfg)[0] if cfg.TEST.MISS != "none" else cfg.INPUT.MODALITIES
+        miss = [m for m in cfg.INPUT.MODALITIES if m not in present]
+        was_training = model.training
+        model.eval()
+        loader = self._loader(records, device)
+        if comm.is_main_process() and sys.stdout.isatty():
+            loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
+        forward, full = compile_model(cfg, model), None
+        size = len(shard_range(len(records)))  # this rank's items (fewer if SKIP_BAD skips)
+        indices, host, done = [], None, 0
+        for batch in loader:
+            indices.append(batch["index"])
+            for mod in miss:
+                batch["images"][mod] = torch.zeros_like(batch["images"][mod])
+            n = len(batch["paths"])
+            full = full or n
+            if forward is not model and n < full:  # the compiled graph's shape: no recompilation
+                batch = _pad(batch, full)
+            if uses_cuda_graphs(cfg):
+                torch.compiler.cudagraph_mark_step_begin()
+            with autocast(device, dtype):
+                feats = forward(batch)
+            feats = {k: v for k, v in feats.items() if torch.is_tensor(v)}
+            if host is None:  # page-locked on a GPU: the copies below run while the model goes on
+                host = {k: torch.empty((size, *v.shape[1:]), dtype=torch.float32,
+                                       pin_memory=device.type == "cuda") for k, v in feats.items()}
+            # Each batch's features go to the host as they are made (queued before the next
+            # replay of a CUDA graph overwrites them), not all at the end.
+            for k, v in feats.items():
+                host[k][done:done + n].copy_(v[:n], non_blocking=True)
+            done += n
+        model.train(was_training)
+        if device.type == "cuda":  # the feature copies above have landed
+            torch.cuda.current_stream(device).synchronize()
+        index = torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long)
+        local = (index, {k: v[:done] for k, v in host.items()} if host else {})
+        shards = comm.gather_object(local)
+        if shards is None:
+            return None
+        # The shards are contiguous and gathered in rank order, and each is read in order.
+        index = torch.cat([idx for idx, _ in shards])
+        if not torch.equal(index, torch.arange(len(records))):
+            raise RuntimeError(f"the test loader returned {index.numel()} items for {len(records)} "
+                               "records, not each once in order (duplicates, gaps or reordering)")
+        parts = [f for _, f in shards if f]
+        return {k: torch.cat([f[k] for f in parts]) if len(parts) > 1 else parts[0][k]
+                for k in parts[0]}
+
+    def evaluate(self, model, split="test", writer=None, step=None, epoch=None):
+        """Metrics of `model` on the splits for every available return_pattern (TEST.ALL_PATTERNS)
+        or TEST.RETURN_PATTERN only.
+
+        split: "test" (query / gallery) or "val" (val_query / val_gallery). Collective under DDP;
+        every rank returns {pattern: {"mAP", "mINP", "R1", "R5", "R10"}} in percent. Rank 0 logs a
+        table and, given a `writer` (utils.events.EventWriter), records the results there: a JSON
+        line with `epoch` and `step`, and TensorBoard scalars at `step` (the global iteration of
+        training).
+        """
+        cfg, splits = self.cfg, self.splits
+        if split == "val":
+            query, gallery = splits.val_query, splits.val_gallery
+            if not query:
+                raise ValueError("split='val' needs DATASETS.VAL_FRACTION > 0")
+        elif split == "test":
+            query, gallery = splits.query, splits.gallery
+        else:
+            raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+        available = tuple(getattr(model, "patterns", (1,)))
+        patterns = available if cfg.TEST.ALL_PATTERNS else (cfg.TEST.RETURN_PATTERN,)
+        missing = [p for p in patterns if p not in available]
+        if missing:
+            raise ValueError(f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has "
+                             f"{available}")
+        device = next(model.parameters()).device
+        q_mods, g_mods = modality_sets(cfg)
+        records, q_idx, g_idx = union_records(query, gallery)
+        start = time.perf_counter()
+        if q_mods == g_mods:  # one pass over the distinct samples
+            q_feats = g_feats = self.extract(model, records, q_mods)
+        else:  # each side with its own modalities
+            q_feats = self.extract(model, query, q_mods)
+            g_feats = self.extract(model, gallery, g_mods)
+            q_idx, g_idx = torch.arange(len(query)), torch.arange(len(gallery))
+        results = None
+        if q_feats is not None:
+            t_feat = time.perf_counter() - start
+            results = {}
+            for p in patterns:
+                fq, fg = select_pattern(q_feats, p), select_pattern(g_feats, p)
+                results[p] = rank_metrics(cfg, fq[q_idx], fg[g_idx], query, gallery,
+                                          splits.protocol, device)
+            t_rank = time.perf_counter() - start - t_feat
+            logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, "
+                        "query %s, gallery %s, re-ranking %s; features %.1f s, ranking %.1f s\n%s",
+                        splits.name, split, len(query), len(gallery), len(records), splits.protocol,
+                        "+".join(q_mods), "+".join(g_mods), cfg.TEST.RE_RANKING, t_feat, t_rank,
+                        _table(results))
+            if writer is not None:
+                _write(cfg, results, split, writer, step, epoch)
+            if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
+                                               None) is not None:
+                write_token_maps(cfg, model, query, writer, step)
+        return comm.broadcast_object(results)
+
+    __call__ = evaluate
+
+
 def extract_features(cfg, model, records, present=None):
-    """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused": ...});
-    None on the other ranks. Every rank runs its shard of the test loader.
-
-    present: the modalities the samples come with (default: all but TEST.MISS); the others are
-    zeroed after normalisation, so they carry no signal at all."""
-    device = next(model.parameters()).device
-    dtype = amp_dtype(cfg, device)
-    if present is None:
-        present = modality_sets(cfg)[0] if cfg.TEST.MISS != "none" else cfg.INPUT.MODALITIES
-    miss = [m for m in cfg.INPUT.MODALITIES if m not in present]
-    was_training = model.training
-    model.eval()
-    loader = _test_loader(cfg, records, device)
-    if comm.is_main_process() and sys.stdout.isatty():
-        loader = tqdm(loader, desc="features", dynamic_ncols=True, leave=False)
-    forward, full = compile_model(cfg, model), None
-    size = len(shard_range(len(records)))  # this rank's items (fewer if DATASETS.SKIP_BAD skips)
-    indices, host, done = [], None, 0
-    for batch in loader:
-        indices.append(batch["index"])
-        for mod in miss:
-            batch["images"][mod] = torch.zeros_like(batch["images"][mod])
-        n = len(batch["paths"])
-        full = full or n
-        if forward is not model and n < full:  # the compiled graph's shape: no recompilation
-            batch = _pad(batch, full)
-        if uses_cuda_graphs(cfg):
-            torch.compiler.cudagraph_mark_step_begin()
-        with autocast(device, dtype):
-            feats = forward(batch)
-        feats = {k: v for k, v in feats.items() if torch.is_tensor(v)}
-        if host is None:  # page-locked on a GPU: the copies below run while the model goes on
-            host = {k: torch.empty((size, *v.shape[1:]), dtype=torch.float32,
-                                   pin_memory=device.type == "cuda") for k, v in feats.items()}
-        # Each batch's features go to the host as they are made (queued before the next replay
-        # of a CUDA graph overwrites them), instead of 0.3-0.4 s of copying at the end for 20,000
-        # triplets.
-        for k, v in feats.items():
-            host[k][done:done + n].copy_(v[:n], non_blocking=True)
-        done += n
-    model.train(was_training)
-    if device.type == "cuda":  # the feature copies above have landed
-        torch.cuda.current_stream(device).synchronize()
-    index = torch.cat(indices).cpu() if indices else torch.empty(0, dtype=torch.long)
-    local = (index, {k: v[:done] for k, v in host.items()} if host else {})
-    shards = comm.gather_object(local)
-    if shards is None:
-        return None
-    # The shards are contiguous and gathered in rank order, and each is read in order.
-    index = torch.cat([idx for idx, _ in shards])
-    if not torch.equal(index, torch.arange(len(records))):
-        raise RuntimeError(f"the test loader returned {index.numel()} items for {len(records)} "
-                           "records, not each once in order (duplicates, gaps or reordering)")
-    parts = [f for _, f in shards if f]
-    return {k: torch.cat([f[k] for f in parts]) if len(parts) > 1 else parts[0][k]
-            for k in parts[0]}
+    """Evaluator(cfg).extract(model, records, present) with a loader of its own, closed after."""
+    with Evaluator(cfg) as evaluator:
+        return evaluator.extract(model, records, present)
 
 
-_KEPT = {}  # the test loaders kept by _test_loader, least recently used first
-
-
-def _test_loader(cfg, records, device):
-    """The test loader of `records`, kept with its persistent workers for the next extraction
-    of the same records with the same loader settings: evaluating every EVAL_PERIOD epochs, or
-    under each TEST.MISS setting, starts the workers once (forking a large training process costs
-    up to a second per evaluation). Two are kept (a run's test and validation sets); the least
-    recently used one beyond that is closed, and all are at exit."""
-    # A record's key is the path its files are found from (data/datasets), so the keys name what
-    # the loader reads (a few ms for 20,000 records, where repr(records) takes 0.1 s).
-    key = (tuple(r.key for r in records), str(device), cfg.INPUT.dump(), cfg.DATALOADER.dump(),
-           cfg.TEST.IMS_PER_BATCH, cfg.DATASETS.SKIP_BAD, comm.get_rank(), comm.get_world_size())
-    loader = _KEPT.pop(key, None)
-    if loader is None:
-        while len(_KEPT) >= 2:
-            _KEPT.pop(next(iter(_KEPT))).close()
-        loader = build_test_loader(cfg, records, device=device)
-    _KEPT[key] = loader
-    return loader
-
-
-@atexit.register  # before multiprocessing's exit handler (atexit runs last-registered first)
-def close_test_loaders():
-    """Close the test loaders kept by extract_features (their workers end, their rings are
-    unlocked); the next extraction starts a new one."""
-    while _KEPT:
-        _KEPT.popitem()[1].close()
+def evaluate(cfg, model, splits, split="test", writer=None, step=None, epoch=None):
+    """Evaluator(cfg, splits).evaluate(...) with loaders of its own, closed after."""
+    with Evaluator(cfg, splits) as evaluator:
+        return evaluator.evaluate(model, split, writer, step, epoch)
 
 
 def _pad(batch, size):
@@ -204,61 +285,6 @@ def _table(results):
     return "\n".join(rows)
 
 
-def evaluate(cfg, model, splits, split="test", writer=None, step=None, epoch=None):
-    """Metrics of `model` on `splits` (data.build_dataset(cfg)) for every available return_pattern
-    (TEST.ALL_PATTERNS) or TEST.RETURN_PATTERN only.
-
-    split: "test" (query / gallery) or "val" (val_query / val_gallery). Collective under DDP; every
-    rank returns {pattern: {"mAP", "mINP", "R1", "R5", "R10"}} in percent. Rank 0 logs a table and,
-    given a `writer` (utils.events.EventWriter), records the results there: a JSON line with
-    `epoch` and `step`, and TensorBoard scalars at `step` (the global iteration of training).
-    """
-    if split == "val":
-        query, gallery = splits.val_query, splits.val_gallery
-        if not query:
-            raise ValueError("split='val' needs DATASETS.VAL_FRACTION > 0")
-    elif split == "test":
-        query, gallery = splits.query, splits.gallery
-    else:
-        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    available = tuple(getattr(model, "patterns", (1,)))
-    patterns = available if cfg.TEST.ALL_PATTERNS else (cfg.TEST.RETURN_PATTERN,)
-    missing = [p for p in patterns if p not in available]
-    if missing:
-        raise ValueError(f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has "
-                         f"{available}")
-    device = next(model.parameters()).device
-    q_mods, g_mods = modality_sets(cfg)
-    records, q_idx, g_idx = union_records(query, gallery)
-    start = time.perf_counter()
-    if q_mods == g_mods:  # one pass over the distinct samples
-        q_feats = g_feats = extract_features(cfg, model, records, q_mods)
-    else:  # each side with its own modalities
-        q_feats = extract_features(cfg, model, query, q_mods)
-        g_feats = extract_features(cfg, model, gallery, g_mods)
-        q_idx, g_idx = torch.arange(len(query)), torch.arange(len(gallery))
-    results = None
-    if q_feats is not None:
-        t_feat = time.perf_counter() - start
-        results = {}
-        for p in patterns:
-            fq, fg = select_pattern(q_feats, p), select_pattern(g_feats, p)
-            results[p] = rank_metrics(cfg, fq[q_idx], fg[g_idx], query, gallery,
-                                      splits.protocol, device)
-        t_rank = time.perf_counter() - start - t_feat
-        logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, query %s, "
-                    "gallery %s, re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name,
-                    split, len(query), len(gallery), len(records), splits.protocol,
-                    "+".join(q_mods), "+".join(g_mods), cfg.TEST.RE_RANKING, t_feat, t_rank,
-                    _table(results))
-        if writer is not None:
-            _write(cfg, results, split, writer, step, epoch)
-        if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
-                                           None) is not None:
-            write_token_maps(cfg, model, query, writer, step)
-    return comm.broadcast_object(results)
-
-
 def _write(cfg, results, split, writer, step, epoch):
     query, gallery = modality_sets(cfg)
     setting = setting_name(cfg, query, gallery)
@@ -293,6 +319,7 @@ def evaluate_weights(cfg, model, splits, split="test"):
                                                               "world_size")},
                          metrics_name="test_metrics.json", tb_subdir="test_events")
     try:
-        return evaluate(cfg, model, splits, split=split, writer=writer, step=step, epoch=epoch)
+        with Evaluator(cfg, splits) as evaluator:
+            return evaluator.evaluate(model, split=split, writer=writer, step=step, epoch=epoch)
     finally:
         writer.close()

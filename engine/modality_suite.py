@@ -13,7 +13,7 @@ import time
 from config.validate import MISS_CHOICES
 from modeling import select_pattern
 
-from .evaluator import extract_features, rank_metrics, setting_name, union_records
+from .evaluator import Evaluator, rank_metrics, setting_name, union_records
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def any_to_any(cfg, model, splits, sets=None, pairs=None):
     device = next(model.parameters()).device
     records, q_idx, g_idx = union_records(splits.query, splits.gallery)
     start = time.perf_counter()
-    feats = {s: extract_features(cfg, model, records, s) for s in sets}
+    with Evaluator(cfg) as evaluator:  # one loader and its workers for every pass
+        feats = {s: evaluator.extract(model, records, s) for s in sets}
     t_extract = time.perf_counter() - start
     if any(f is None for f in feats.values()):
         return None, {"extract_s": t_extract}

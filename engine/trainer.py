@@ -91,9 +91,8 @@ class Trainer:
         self.writer = None  # opened by train(), after a resume has trimmed the old records
         # The epoch's checkpoint is written (in the background) before its evaluation starts: a
         # crash in evaluation does not cost the epoch's weights.
-        self.hooks = [LRSchedule(), PeriodicWriter(), Checkpoint(), Evaluate()]
-        for h in self.hooks:
-            h.trainer = self
+        self.hooks = []
+        self.register_hooks([LRSchedule(), PeriodicWriter(), Checkpoint(), Evaluate()])
         self.epoch, self.iter, self.pbar = 0, 0, None
         self.state = {}  # carried through checkpoints (best validation score)
         self.results = None  # the last test evaluation
@@ -111,6 +110,13 @@ class Trainer:
         """LR of the new modules (the first group when the model has only backbone tensors)."""
         groups = self.optimizer.param_groups
         return next((g["lr"] for g in groups if g["name"] == "head"), groups[0]["lr"])
+
+    def register_hooks(self, hooks):
+        """Append `hooks` (engine.HookBase instances); they run after the ones registered before,
+        in the given order."""
+        for h in hooks:
+            h.trainer = self
+            self.hooks.append(h)
 
     def step_of(self, epoch, it=None):
         """Global iteration of iteration `it` of `epoch` (its end when `it` is None)."""

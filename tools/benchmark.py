@@ -39,7 +39,7 @@ from data import build_dataset, build_test_loader, build_train_loader  # noqa: E
 from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import HookBase, Trainer  # noqa: E402
-from engine.evaluator import close_test_loaders, extract_features  # noqa: E402
+from engine.evaluator import Evaluator  # noqa: E402
 from engine.launch import (  # noqa: E402
     amp_dtype,
     autocast,
@@ -218,9 +218,7 @@ def bench_epochs(trainer, name, device, epochs):
             sync(device)
             ends.append(time.perf_counter())
 
-    hook = EpochEnd()
-    hook.trainer = trainer
-    trainer.hooks.append(hook)
+    trainer.register_hooks([EpochEnd()])
     trainer.max_epochs = epochs
     trainer.train()
     per_epoch = trainer.iters_per_epoch * trainer.cfg.SOLVER.IMS_PER_BATCH
@@ -256,19 +254,17 @@ def bench_extract(cfg, name, model, splits, device, args):
     records = (records * (args.gallery // len(records) + 1))[: args.gallery]
     # Repeats of a record would be one sample to the evaluator's de-duplication; here every entry
     # is extracted, so the count is the number of triplets read and encoded.
-    # The evaluator keeps test loaders for the same records and loader settings, which the
-    # previous config's measures share: without closing them its "first" would reuse them.
-    close_test_loaders()
-    extract_features(cfg, model, records[:512])  # compiles; a loader of its own
-    for measure in ("extract_e2e_first", "extract_e2e"):
-        # first: a new test loader (workers forked, ring page-locked inside the clock); then the
-        # same records again, as at the next evaluation of a run: the loader and workers kept
-        sync(device)
-        t = time.perf_counter()
-        extract_features(cfg, model, records)
-        sync(device)
-        emit(measure=measure, config=name, triplets=len(records),
-             triplets_per_s=round(len(records) / (time.perf_counter() - t), 1))
+    with Evaluator(cfg) as evaluator:  # its own loaders: no config's measure reuses another's
+        evaluator.extract(model, records[:512])  # compiles; a loader of its own
+        for measure in ("extract_e2e_first", "extract_e2e"):
+            # first: a new test loader (workers forked, ring page-locked inside the clock); then
+            # the same records again, as at the next evaluation of a run: loader and workers kept
+            sync(device)
+            t = time.perf_counter()
+            evaluator.extract(model, records)
+            sync(device)
+            emit(measure=measure, config=name, triplets=len(records),
+                 triplets_per_s=round(len(records) / (time.perf_counter() - t), 1))
     # The test loader alone (decode, transfer, normalisation on the device), no model: the rate
     # the data side could feed extraction with, over a first pass (starting the workers) and a
     # second one; first_batch_s is a fixed cost of each that the model cannot overlap.

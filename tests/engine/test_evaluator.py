@@ -138,33 +138,32 @@ def test_compiled_extraction_matches_eager(smoke_cfg):
 
 
 def test_extraction_keeps_its_loader_and_workers(smoke_cfg):
-    """Extracting the same records again (the next periodic evaluation, another TEST.MISS)
-    reuses the test loader and its worker processes; two loaders are kept, the least recently
-    used one beyond that is closed."""
-    from engine import evaluator
+    """Extracting the same records again (the next periodic evaluation, another modality set)
+    reuses the evaluator's test loader and its worker processes; two loaders are kept, the least
+    recently used one beyond that is closed, and closing the evaluator ends them all."""
+    from engine.evaluator import Evaluator
     from modeling import build_model
 
     cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2)
     gallery = build_dataset(cfg).gallery
     model = build_model(cfg, num_classes=8, num_cameras=4)
-    evaluator.close_test_loaders()
     sets = [gallery[:6], gallery[2:8], gallery[4:10]]
-    first = evaluator.extract_features(cfg, model, sets[0])
-    (loader,) = evaluator._KEPT.values()
-    pids = [w.pid for w in loader.loader._iterator._workers]
-    miss = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "TEST.MISS", "r")
-    evaluator.extract_features(miss, model, sets[0])
-    again = evaluator.extract_features(cfg, model, sets[0])
-    assert list(evaluator._KEPT.values()) == [loader]
-    assert [w.pid for w in loader.loader._iterator._workers] == pids
-    for k in first:
-        torch.testing.assert_close(again[k], first[k])
-    evaluator.extract_features(cfg, model, sets[1])
-    evaluator.extract_features(cfg, model, sets[2])  # the third set: the first loader goes
-    assert len(evaluator._KEPT) == 2 and loader not in evaluator._KEPT.values()
-    assert loader.loader._iterator is None
-    evaluator.close_test_loaders()
-    assert not evaluator._KEPT
+    with Evaluator(cfg) as evaluator:
+        first = evaluator.extract(model, sets[0])
+        (loader,) = evaluator._loaders.values()
+        pids = [w.pid for w in loader.loader._iterator._workers]
+        evaluator.extract(model, sets[0], present=("NI", "TI"))
+        again = evaluator.extract(model, sets[0])
+        assert list(evaluator._loaders.values()) == [loader]
+        assert [w.pid for w in loader.loader._iterator._workers] == pids
+        for k in first:
+            torch.testing.assert_close(again[k], first[k])
+        evaluator.extract(model, sets[1])
+        evaluator.extract(model, sets[2])  # the third set: the first loader goes
+        assert len(evaluator._loaders) == 2 and loader not in evaluator._loaders.values()
+        assert loader.loader._iterator is None
+        kept = list(evaluator._loaders.values())
+    assert not evaluator._loaders and all(x.loader._iterator is None for x in kept)
 
 
 class PresenceModel(nn.Module):
