@@ -38,9 +38,8 @@ def wrap_ddp(model, cfg, device):
     cost of find_unused_parameters; gradients as views of the buckets save a copy of every
     gradient per step. Where the installed torch has it (2.14 does, 2.11 does not),
     batched_grad_copy puts the gradients into the buckets with two kernels a bucket instead of
-    one per parameter: the step zeroes gradients by dropping them, so each step copies all ~180
-    of them, and on two H200s those copies took 0.48 ms of the 22 ms step (docs/PERFORMANCE.md,
-    session 6).
+    one per parameter: the step drops its gradients, so every step copies all of them
+    (docs/PERFORMANCE.md has the cost).
     """
     s = cfg.SOLVER
     kw = {}
