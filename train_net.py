@@ -14,6 +14,7 @@ from data import build_dataset, build_train_loader
 from engine import NonFiniteLossError, Trainer, evaluate, launch
 from modeling import build_model, load_weights
 from utils.checkpoint import read_last
+from utils.safe_load import WeightsFileError
 
 logger = logging.getLogger("train_net")
 
@@ -54,6 +55,9 @@ def cli(argv=None):
         main(args)
     except ConfigError as e:
         launch.config_error_exit(e)
+    except WeightsFileError as e:  # refused or unreadable weights file: one line, no traceback
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
     except NonFiniteLossError as e:
         logger.error("%s", e)
         sys.exit(1)

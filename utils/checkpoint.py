@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import comm
+from .safe_load import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ class Checkpointer:
     def load(self, path):
         """Restore everything from `path`; returns (last finished epoch, extra dict)."""
         self.wait()
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_file(path, "checkpoint to resume")
         self.model.load_state_dict(ckpt["model"])
         for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"),
                          (self.scaler, "scaler")):
