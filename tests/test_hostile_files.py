@@ -29,7 +29,7 @@ from modeling import build_model, load_weights
 from modeling.backbones.checkpoint import load_pretrained
 from tools import convert_demo_checkpoint, extract_features
 from utils.checkpoint import LAST, Checkpointer, read_last
-from utils.safe_load import WeightsFileError
+from utils.safe_load import WeightsFileError, load_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "_smoke", "DeMo.yml")
@@ -93,10 +93,10 @@ def _state(payload):
     return {"model": {"w": torch.zeros(2)}, "epoch": 1, "payload": payload}
 
 
-def _torchscript_shaped(path, marker):
+def _torchscript_shaped(path, marker, protocol=2):
     """A zip laid out like a TorchScript archive whose data.pkl holds the payload."""
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", pickle.dumps(_System(marker), protocol=2))
+        z.writestr("archive/data.pkl", pickle.dumps(_System(marker), protocol=protocol))
         z.writestr("archive/constants.pkl", pickle.dumps((), protocol=2))
         z.writestr("archive/code/__torch__/evil.py",
                    "class Evil(Module):\n  __parameters__ = []\n  __buffers__ = []\n")
@@ -164,6 +164,16 @@ def test_payload_is_live(hostile, kind):
     path, marker = hostile(kind)
     _unsafe_load(kind, path)
     assert os.path.exists(marker)
+
+
+@pytest.mark.parametrize("protocol", [0, 4, 5])
+def test_torchscript_shaped_refused_in_every_pickle_protocol(tmp_path, protocol):
+    """GLOBAL (protocols 0-3) and STACK_GLOBAL (4, 5) both go through the allow-list."""
+    path, marker = tmp_path / "archive.pt", str(tmp_path / "MARKER")
+    _torchscript_shaped(path, marker, protocol)
+    with pytest.raises(WeightsFileError, match="posix.system"):
+        load_file(path)
+    assert not os.path.exists(marker)
 
 
 @pytest.fixture(scope="module")

@@ -230,35 +230,32 @@ def _archive_prefix(names):
                     and n.endswith("/data.pkl")})
     if len(found) != 1:
         raise pickle.UnpicklingError(
-            f"{len(found)} top-level data.pkl entries (a TorchScript archive of torch >= 1.4 "
-            "has one)")
+            f"{len(found)} top-level data.pkl entries (a TorchScript archive has one)")
     return found[0]
 
 
 def _class_fields(archive, prefix, type_name, cache):
-    """(is_module, parameter names, buffer names) of a TorchScript class, from the
-    `class Name(Module):` block and its `__parameters__` / `__buffers__` lines in the
-    archive's code (text, never executed)."""
+    """(parameter names, buffer names) of a TorchScript module class, from its
+    `class Name(Module):` block and the block's `__parameters__` / `__buffers__` lines in the
+    archive's code (read as text, never executed); None for a class that is not a module there
+    (torch.jit.load needs every module's code, so a class without code is no module either)."""
     if type_name in cache:
         return cache[type_name]
     module, _, name = type_name.rpartition(".")
     entry = f"{prefix}/code/{module.replace('.', '/')}.py"
-    try:
-        text = archive.read(entry).decode("utf-8")
-    except KeyError:
-        raise pickle.UnpicklingError(f"no code entry {entry} for class {type_name}") from None
-    block = re.search(rf"^class {re.escape(name)}\((\w*)\):\n((?:[ \t].*\n|\n)*)", text, re.M)
-    if block is None:
-        raise pickle.UnpicklingError(f"class {type_name} is not defined in {entry}")
-    fields = {}
-    for field in ("__parameters__", "__buffers__"):
-        line = re.search(rf"^[ \t]+{field} = \[(.*)\][ \t]*$", block[2], re.M)
-        fields[field] = re.findall(r'"([^"\\]*)"', line[1]) if line else None
-    is_module = block[1] == "Module"
-    if is_module and fields["__parameters__"] is None:
-        raise pickle.UnpicklingError(f"module class {type_name} has no __parameters__ line")
-    cache[type_name] = (is_module, fields["__parameters__"] or [], fields["__buffers__"] or [])
-    return cache[type_name]
+    text = archive.read(entry).decode("utf-8") if entry in archive.namelist() else ""
+    block = re.search(rf"^class {re.escape(name)}\(Module\):\n((?:[ \t].*\n|\n)*)", text, re.M)
+    fields = None
+    if block is not None:
+        found = [re.search(rf"^[ \t]+{field} = \[(.*)\][ \t]*$", block[1], re.M)
+                 for field in ("__parameters__", "__buffers__")]
+        if found[0] is None:
+            raise pickle.UnpicklingError(f"module class {type_name} has no __parameters__ line")
+        # A class written before the __buffers__ line existed declares no buffers: torch.jit.load
+        # then reports none either (its tensor attributes are plain attributes).
+        fields = tuple(re.findall(r'"([^"\\]*)"', line[1]) if line else [] for line in found)
+    cache[type_name] = fields
+    return fields
 
 
 def _walk(obj, archive, prefix, cache, out, name="", above=()):
@@ -267,9 +264,11 @@ def _walk(obj, archive, prefix, cache, out, name="", above=()):
     on the path from the root (a pickle can make a module its own child)."""
     if id(obj) in above:
         raise pickle.UnpicklingError(f"module {name} contains itself")
-    is_module, params, buffers = _class_fields(archive, prefix, obj.type_name, cache)
-    if not is_module:
-        raise pickle.UnpicklingError(f"{name or 'the root'} is a {obj.type_name}, not a module")
+    fields = _class_fields(archive, prefix, obj.type_name, cache)
+    if fields is None:
+        raise pickle.UnpicklingError(f"class {obj.type_name} is not defined as a module in the "
+                                     "archive's code")
+    params, buffers = fields
     state = getattr(obj, "state", None)
     if not isinstance(state, dict):
         raise _CodeNeeded(obj.type_name)
@@ -281,7 +280,7 @@ def _walk(obj, archive, prefix, cache, out, name="", above=()):
                 out[f"{name}{key}"] = value
     for key, value in state.items():
         if isinstance(value, ScriptObject) and _class_fields(archive, prefix, value.type_name,
-                                                             cache)[0]:
+                                                             cache):
             _walk(value, archive, prefix, cache, out, f"{name}{key}.", (*above, id(obj)))
 
 
@@ -295,8 +294,9 @@ def read_torchscript(path, what="checkpoint"):
             order = f"{prefix}/byteorder"
             stored = archive.read(order).strip() if order in archive.namelist() else b"little"
             if stored != sys.byteorder.encode():
-                raise pickle.UnpicklingError(f"tensors stored {stored.decode()!r:.20}-endian on "
-                                             f"a {sys.byteorder}-endian machine")
+                raise pickle.UnpicklingError(
+                    f"tensors stored {stored[:20].decode(errors='replace')!r}-endian on a "
+                    f"{sys.byteorder}-endian machine")
             root = _ArchiveUnpickler(archive, prefix).load()
             if not isinstance(root, ScriptObject):
                 raise pickle.UnpicklingError(f"data.pkl holds a {type(root).__name__}")

@@ -2,6 +2,7 @@
 damaged files refused with one line naming them. Hostile files: tests/test_hostile_files.py."""
 
 import os
+import re
 import warnings
 import zipfile
 
@@ -78,6 +79,22 @@ def _rewrite(src, dst, change):
 def test_scripted_module_without_forward_reads(tmp_path):
     got = read_torchscript(_scripted(tmp_path))
     assert list(got) == ["w"] and torch.equal(got["w"], torch.arange(7.0))
+
+
+def test_archive_without_buffers_line_reads_as_jit_load_does(tmp_path):
+    """Older archives have no __buffers__ line: no buffers, for torch.jit.load and the reader."""
+    module = nn.Sequential(nn.BatchNorm1d(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(module), str(tmp_path / "bn.pt"))
+        _rewrite(tmp_path / "bn.pt", tmp_path / "old.pt",
+                 lambda n, b: re.sub(rb"\n +__buffers__ = \[.*\]", b"", b) if n.endswith(".py")
+                 else b)
+        for name, keys in (("bn.pt", 5), ("old.pt", 2)):
+            ref = torch.jit.load(str(tmp_path / name)).state_dict()
+            got = read_torchscript(tmp_path / name)
+            assert list(got) == list(ref) and len(got) == keys
+            assert all(torch.equal(got[k], ref[k]) for k in ref)
 
 
 def test_damaged_torchscript_archives_are_refused(tmp_path):
