@@ -5,11 +5,13 @@
 """
 
 import logging
+import sys
 
 from config import ConfigError
 from data import build_dataset
 from engine import evaluate_weights, launch
 from modeling import build_model
+from utils.safe_load import WeightsFileError
 
 logger = logging.getLogger("test_net")
 
@@ -37,6 +39,9 @@ def cli(argv=None):
         main(args)
     except ConfigError as e:
         launch.config_error_exit(e)
+    except WeightsFileError as e:  # refused or unreadable weights file: one line, no traceback
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from engine import Evaluator, NonFiniteLossError, Trainer, evaluate_weights, lau
 from engine.run_dir import RunDirError, select_resume, take_run_folder
 from modeling import build_model
 from utils import comm
+from utils.safe_load import WeightsFileError
 
 logger = logging.getLogger("train_net")
 
@@ -63,6 +64,9 @@ def cli(argv=None):
         sys.exit(2)
     except ConfigError as e:
         launch.config_error_exit(e)
+    except WeightsFileError as e:  # refused or unreadable weights file: one line, no traceback
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
     except NonFiniteLossError as e:
         logger.error("%s", e)
         sys.exit(1)

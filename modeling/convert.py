@@ -20,6 +20,8 @@ import re
 
 import torch
 
+from utils.safe_load import WeightsFileError, load_file
+
 from .backbones.checkpoint import check_state_dict, openai_to_timm, resample_pos_embed
 from .backbones.vit import grid_size
 from .fusion.demo import HDM_SUBSETS
@@ -132,16 +134,6 @@ def stack_fusion(sd, heads):
     return out
 
 
-def _read(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # our training checkpoints may hold non-tensor states (RNG, schedulers)
-        logger.warning("%s: weights-only load failed (%s); loading it as a full pickle", path, e)
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def load_weights(model, source, cfg):
     """Load a checkpoint file or state dict into `model`, strictly.
 
@@ -151,10 +143,14 @@ def load_weights(model, source, cfg):
     Returns the number of tensors loaded.
     """
     name = source if isinstance(source, (str, os.PathLike)) else "state dict"
-    sd = _read(source) if isinstance(source, (str, os.PathLike)) else source
+    # Our checkpoints (RNG states, optimizer, scheduler included) and DeMo's plain state dicts
+    # both load with weights_only=True.
+    sd = load_file(source, "checkpoint") if isinstance(source, (str, os.PathLike)) else source
     for wrapper in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
+    if not isinstance(sd, dict):
+        raise WeightsFileError(f"checkpoint {name} holds a {type(sd).__name__}, not a state dict")
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
     if is_demo_state_dict(sd):
         logger.info("%s is a DeMo checkpoint: converting its key names", name)

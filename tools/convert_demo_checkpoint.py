@@ -18,11 +18,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import load_config  # noqa: E402
 from modeling import build_model, load_weights  # noqa: E402
 from modeling.convert import convert_demo_state_dict, is_demo_state_dict  # noqa: E402
+from utils.safe_load import WeightsFileError, load_file  # noqa: E402
 
 
 def convert(cfg, src, dst):
     """DeMo checkpoint file -> our {"model": state_dict} file, checked by a strict load."""
-    sd = torch.load(src, map_location="cpu", weights_only=True)
+    # DeMo saves model.state_dict() with torch.save: tensors only, so weights_only suffices.
+    sd = load_file(src, "DeMo checkpoint")
+    if not isinstance(sd, dict):
+        raise WeightsFileError(f"DeMo checkpoint {src} holds a {type(sd).__name__}, "
+                               "not a state dict")
     sd = sd.get("model", sd.get("state_dict", sd))
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
     if not is_demo_state_dict(sd):

@@ -19,7 +19,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,6 +28,7 @@ from data.datasets.base import DATASET_REGISTRY  # noqa: E402
 from engine import extract_features, launch  # noqa: E402
 from engine.evaluator import union_records  # noqa: E402
 from modeling import build_model, load_weights, select_pattern  # noqa: E402
+from utils.safe_load import WeightsFileError, load_file  # noqa: E402
 
 SPLITS = ("query", "gallery", "train")
 
@@ -54,9 +54,14 @@ def need_weight(cfg):
 
 def checkpoint_sizes(path):
     """(num_classes, num_cameras or None) read from a checkpoint's classifier / SIE shapes."""
-    sd = torch.load(path, map_location="cpu", weights_only=False)
-    sd = sd.get("model", sd)
-    classes = next(v.shape[0] for k, v in sd.items() if k.endswith("classifier.weight"))
+    sd = load_file(path, "TEST.WEIGHT")
+    sd = sd.get("model", sd) if isinstance(sd, dict) else sd
+    classes = next((v.shape[0] for k, v in sd.items() if str(k).endswith("classifier.weight")),
+                   None) if isinstance(sd, dict) else None
+    if classes is None:
+        raise WeightsFileError(f"TEST.WEIGHT {path} holds no classifier weights: not a checkpoint "
+                               "of this framework (convert DeMo's with "
+                               "tools/convert_demo_checkpoint.py)")
     cams = sd["sie.weight"].shape[0] if "sie.weight" in sd else None
     return classes, cams
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import comm
+from .safe_load import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +82,12 @@ def set_rng_state(state):
 
 
 def load_checkpoint(path, mmap=False):
-    """A checkpoint file as a dict of tensors and plain values, on the CPU (`mmap`: tensors
-    mapped from the file, read only when touched)."""
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    """A checkpoint file as a dict of tensors and plain values, on the CPU, read without running
+    code (utils.safe_load). `mmap`: a checkpoint of ours (zip format) with its tensors mapped
+    from the file, read only when touched (for its small fields)."""
+    if mmap:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return load_file(path, "checkpoint to resume")
 
 
 def read_last(output_dir):

@@ -1,12 +1,18 @@
 """Backbone weights from MODEL.PRETRAIN_PATH: OpenAI CLIP files, timm / TransReID ImageNet files,
 and checkpoints of this framework.
 
+Files are read without running code from them (`utils.safe_load.load_file`): torch.save files
+through `torch.load(weights_only=True)`, TorchScript archives by reading their pickled tensors
+(never `torch.jit.load`, which would run the archive's TorchScript); a file that needs more (a
+pickled Python object, a scripted `__setstate__`) is refused with a one-line error.
+
 Formats read:
-- OpenAI `ViT-B-16.pt`, a TorchScript archive holding fp16 tensors (read with `torch.jit.load`);
+- OpenAI `ViT-B-16.pt`, a TorchScript archive holding fp16 tensors (its tensors and the parameter
+  names its code declares, as `torch.jit.load(...).state_dict()` gives them);
 - a plain state dict with OpenAI's key names (`visual.conv1.weight`, ..., `visual.proj`); the text
   tower is ignored;
 - a timm / TransReID `.pth` (possibly under `model` / `state_dict`, possibly `module.`-prefixed),
-  and a JAX `.npz` through timm's own reader;
+  and a JAX `.npz` through timm's own reader (numpy arrays only: np.load(allow_pickle=False));
 - a checkpoint written by train_net.py (`model_final.pth`, ...): its `backbone.*` tensors, so a
   model trained on one dataset can start another run; the rest of that model is not loaded.
 Names are mapped onto `ReIDViT` (timm names), tensors cast to fp32, and a 14x14 position grid
@@ -17,11 +23,11 @@ antialiasing), as DeMo does.
 import logging
 import math
 import os
-import warnings
-import zipfile
 
 import torch
 import torch.nn.functional as F
+
+from utils.safe_load import WeightsFileError, WeightsFileNotFoundError, load_file
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +92,13 @@ def resample_pos_embed(pos, grid):
 
 def read_state_dict(path):
     """Any supported file -> a flat {name: tensor} dict in the file's own naming."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as z:
-            torchscript = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-        if torchscript:
-            with warnings.catch_warnings():
-                # TorchScript is deprecated, but it is the format OpenAI ships ViT-B-16.pt in.
-                warnings.simplefilter("ignore", FutureWarning)
-                return dict(torch.jit.load(path, map_location="cpu").state_dict())
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    sd = load_file(path, "MODEL.PRETRAIN_PATH")
     for wrapper in ("model", "state_dict"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
             sd = sd[wrapper]
     if not isinstance(sd, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(sd).__name__}")
+        raise WeightsFileError(
+            f"MODEL.PRETRAIN_PATH {path} holds a {type(sd).__name__}, not a state dict")
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
@@ -162,7 +161,7 @@ def check_state_dict(model_sd, sd, source):
 def load_pretrained(backbone, path):
     """Load MODEL.PRETRAIN_PATH into `backbone` strictly; returns the number of tensors loaded."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"MODEL.PRETRAIN_PATH {path!r} does not exist")
+        raise WeightsFileNotFoundError(f"MODEL.PRETRAIN_PATH {path} does not exist")
     raw = _read_npz(path, backbone) if path.endswith(".npz") else read_state_dict(path)
     sd = to_backbone_names(raw, backbone)
     check_state_dict(backbone.state_dict(), sd, f"backbone weights {path}")

@@ -1,15 +1,19 @@
 """Weights in every supported format arrive weight for weight; bad files fail clearly."""
 
+import warnings
+
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
 from config import load_config
 from modeling import build_model, load_weights
 from modeling.backbones import build_backbone
+from utils.safe_load import read_torchscript
 
-from .conftest import REPO
+from .conftest import REPO, OpenAICLIP
 
 
 def _bilinear(pos, grid, side):
@@ -73,6 +77,95 @@ def test_small_torchscript_and_plain_openai_dict(smoke_cfg, tiny_torchscript, tm
     _assert_openai_weights(
         build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(plain))), sd, 7
     )
+
+
+def _jit_state_dict(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").state_dict()
+
+
+def _assert_same_state(got, ref):
+    """Same keys in the same order, same dtype / shape / strides, the same bits."""
+    assert list(got) == list(ref)
+    for k, want in ref.items():
+        have = got[k]
+        assert (have.dtype, have.shape, have.stride()) == (want.dtype, want.shape, want.stride()), k
+        bits = have.reshape(-1).view(torch.uint8), want.reshape(-1).view(torch.uint8)
+        assert torch.equal(*bits), k
+
+
+def test_torchscript_reader_gives_jit_state_dict(tmp_path):
+    """An fp16 archive with OpenAI's module tree (traced, as OpenAI's files are): the reader
+    returns what torch.jit.load(...).state_dict() returns. Scripted archives: the next test."""
+    torch.manual_seed(0)
+    clip = OpenAICLIP(width=32, layers=2, heads=4, patch=8, grid=3, out_dim=16).half().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.trace(clip, torch.ones(2, dtype=torch.float16))
+        torch.jit.save(module, str(tmp_path / "clip.pt"))
+    got = read_torchscript(tmp_path / "clip.pt")
+    _assert_same_state(got, _jit_state_dict(tmp_path / "clip.pt"))
+    for key in ("visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding",
+                "visual.transformer.resblocks.1.attn.in_proj_weight",
+                "visual.transformer.resblocks.0.mlp.c_fc.weight", "visual.ln_post.bias",
+                "visual.proj"):
+        assert got[key].dtype == torch.float16, key
+    assert torch.equal(got["visual.proj"], clip.visual.proj.detach())
+
+
+class _Layouts(nn.Module):
+    """Every layout a weights archive can hold: buffers (a non-persistent one, an int64 one),
+    None parameters and buffers, tied weights, a transposed parameter, bf16 / fp16, 0-d and
+    empty tensors, containers, and a plain tensor attribute that is not state."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3, bias=False)
+        self.bn = nn.BatchNorm1d(3)
+        self.tied = nn.Linear(4, 3, bias=False)
+        self.tied.weight = self.fc.weight
+        self.seq = nn.Sequential(nn.Linear(3, 3), nn.GELU(), nn.LayerNorm(3))
+        self.blocks = nn.ModuleList([nn.Linear(3, 3).to(torch.bfloat16) for _ in range(2)])
+        self.heads = nn.ModuleDict({"a": nn.Linear(3, 2), "b": nn.Linear(3, 2)})
+        self.t = nn.Parameter(torch.randn(5, 6).t())
+        self.scale = nn.Parameter(torch.tensor(2.5))
+        self.empty = nn.Parameter(torch.empty(0, 3))
+        self.fp16 = nn.Parameter(torch.randn(2, 3).half())
+        self.register_buffer("steps", torch.arange(4))
+        self.register_buffer("temp", torch.ones(2), persistent=False)
+        self.register_buffer("nothing", None)
+        self.mask = torch.ones(3, 3)
+
+    def forward(self, x):
+        y = self.seq(self.bn(self.fc(x)) + self.tied(x))
+        for block in self.blocks:
+            y = block(y.to(torch.bfloat16)).float()
+        return self.heads["a"](y) * self.scale + self.mask.sum() + self.temp.sum()
+
+
+def test_torchscript_reader_handles_every_layout(tmp_path):
+    torch.manual_seed(0)
+    model = _Layouts()
+    model.bn.running_mean.normal_()
+    model.bn.num_batches_tracked += 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "layouts.pt"))
+    got = read_torchscript(tmp_path / "layouts.pt")
+    _assert_same_state(got, _jit_state_dict(tmp_path / "layouts.pt"))
+    assert "mask" not in got and got["bn.num_batches_tracked"].item() == 7
+    assert got["tied.weight"].data_ptr() == got["fc.weight"].data_ptr()  # one storage, as saved
+
+
+def test_pretrained_torchscript_never_runs_jit_load(smoke_cfg, tiny_torchscript, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.jit.load runs the archive's TorchScript")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    path, sd = tiny_torchscript
+    _assert_openai_weights(build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(path))),
+                           sd, 7)
 
 
 def test_timm_imagenet_pth(smoke_cfg, tmp_path):

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from config import load_config
 from data import build_dataset
@@ -27,7 +28,7 @@ def test_split_features_and_features_suite_match_evaluation(sdtps_args, tmp_path
         assert meta["pattern"] == 3 and meta["num"] == n and len(meta["paths"]["TI"]) == n
     res = eval_suite.main(["--config_file", sdtps_args[1], "--features", str(out),
                            "--out", str(tmp_path / "suite")])
-    model = extract_features.load_model(cfg, extract_features.torch.device("cpu"), splits)
+    model = extract_features.load_model(cfg, torch.device("cpu"), splits)
     ref = evaluate(cfg, model, splits)[3]
     for k in ("mAP", "R1", "mINP"):
         assert res["none"][3][k] == pytest.approx(ref[k], abs=1e-6)
