@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import build_test_loader
+from data.datasets import unmatched_queries
 from data.samplers import shard_range
 from modeling import select_pattern
 from utils import comm
@@ -212,10 +213,18 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None):
             results[p] = rank_metrics(cfg, f[q_idx], f[g_idx], query, gallery, splits.protocol,
                                       device)
         t_rank = time.perf_counter() - start - t_feat
-        logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, miss %s, "
-                    "re-ranking %s; features %.1f s, ranking %.1f s\n%s", splits.name, split,
-                    len(query), len(gallery), len(records), splits.protocol, cfg.TEST.MISS,
-                    cfg.TEST.RE_RANKING, t_feat, t_rank, _table(results))
+        lost = unmatched_queries(query, gallery, splits.protocol)  # the metrics skip them
+        if lost:
+            logger.warning("%d of %d %s %s queries have no valid gallery match (same-id items all "
+                           "removed by the %s protocol, or the id absent from the gallery) and "
+                           "are left out of every metric: %s", len(lost), len(query), splits.name,
+                           split, splits.protocol, ", ".join(query[i].key for i in lost[:5]) +
+                           (", ..." if len(lost) > 5 else ""))
+        logger.info("%s %s: %d of %d queries ranked, %d gallery (%d distinct samples), %s "
+                    "protocol, miss %s, re-ranking %s; features %.1f s, ranking %.1f s\n%s",
+                    splits.name, split, len(query) - len(lost), len(query), len(gallery),
+                    len(records), splits.protocol, cfg.TEST.MISS, cfg.TEST.RE_RANKING, t_feat,
+                    t_rank, _table(results))
         _write(cfg, results, split, writer, step, device)
         if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
                                            None) is not None:
