@@ -74,7 +74,13 @@ class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names it."""
 
 
-def _read_yaml(path):
+def _read_yaml(path, chain=()):
+    """The mapping of `path` merged over its `_BASE_` files; chain: the files that inherit it."""
+    real = os.path.realpath(path)
+    seen = [os.path.realpath(p) for p in chain]
+    if real in seen:
+        loop = " -> ".join([*chain[seen.index(real):], path])
+        raise ConfigError(f"_BASE_ loop: {loop}; remove the _BASE_ line of one of these files")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
     with open(path) as f:
@@ -87,7 +93,8 @@ def _read_yaml(path):
     base = data.pop("_BASE_", None)
     if base is None:
         return data
-    merged = _read_yaml(os.path.join(os.path.dirname(path), base))
+    merged = _read_yaml(os.path.normpath(os.path.join(os.path.dirname(path), base)),
+                        (*chain, path))
     _deep_merge(merged, data)
     return merged
 
@@ -207,6 +214,38 @@ def feature_dim(cfg):
     return FEATURE_DIMS[t]
 
 
+def patch_size(cfg):
+    """Side of the backbone's square patches (MODEL.TINY.PATCH_SIZE for the tiny types)."""
+    return cfg.MODEL.TINY.PATCH_SIZE if cfg.MODEL.TRANSFORMER_TYPE.startswith("tiny") else 16
+
+
+def _check_sizes(cfg):
+    """INPUT.SIZE_TRAIN / SIZE_TEST the backbone's patch embedding takes (modeling/backbones/vit).
+
+    The patch grid is (side - patch) // stride + 1 per side, so each side needs at least one
+    patch. With the stride equal to the patch (non-overlapping patches) the embedding cuts the
+    image into whole patches, so each side must be a multiple of the patch; overlapping strides
+    leave a remainder out. The position embedding is built for SIZE_TRAIN's grid, so the test
+    images must have the same size.
+    """
+    p, stride = patch_size(cfg), tuple(cfg.MODEL.STRIDE_SIZE)
+    size = tuple(cfg.INPUT.SIZE_TRAIN)
+    tiles = stride == (p, p)
+    fix = tuple(max(p, -(-v // p) * p if tiles else v) for v in size)
+    if fix != size:
+        rule = f"each side a multiple of the patch {p} (the stride equals it)" if tiles \
+            else f"each side at least the patch {p}"
+        raise ConfigError(
+            f"INPUT.SIZE_TRAIN {size} does not fit the {cfg.MODEL.TRANSFORMER_TYPE} patch "
+            f"embedding (patch {p}, MODEL.STRIDE_SIZE {stride}): it needs {rule}; the smallest "
+            f"valid size at least as large is {fix}")
+    if tuple(cfg.INPUT.SIZE_TEST) != size:
+        raise ConfigError(
+            f"INPUT.SIZE_TEST {tuple(cfg.INPUT.SIZE_TEST)} differs from INPUT.SIZE_TRAIN {size}: "
+            f"the model's position embedding is built for the training size; set INPUT.SIZE_TEST "
+            f"to {size}")
+
+
 def check(cfg):
     """Raise ConfigError for impossible values; apply the SDTPS exclusive switch."""
     m, s, t, i = cfg.MODEL, cfg.SOLVER, cfg.TEST, cfg.INPUT
@@ -246,6 +285,7 @@ def check(cfg):
     )
     for key in ("SIZE_TRAIN", "SIZE_TEST"):
         need(len(i[key]) == 2 and min(i[key]) > 0, f"INPUT.{key} must be (H, W), got {i[key]}")
+    _check_sizes(cfg)
     need(
         0.0 <= cfg.DATASETS.VAL_FRACTION < 1.0,
         f"DATASETS.VAL_FRACTION must be in [0, 1), got {cfg.DATASETS.VAL_FRACTION}",
@@ -257,6 +297,13 @@ def check(cfg):
     need(
         cfg.DATALOADER.NUM_INSTANCE >= 1,
         f"DATALOADER.NUM_INSTANCE must be >= 1, got {cfg.DATALOADER.NUM_INSTANCE}",
+    )
+    need(s.IMS_PER_BATCH >= 1, f"SOLVER.IMS_PER_BATCH must be >= 1, got {s.IMS_PER_BATCH}")
+    need(t.IMS_PER_BATCH >= 1, f"TEST.IMS_PER_BATCH must be >= 1, got {t.IMS_PER_BATCH}")
+    need(
+        cfg.DATALOADER.NUM_WORKERS >= 0,
+        f"DATALOADER.NUM_WORKERS must be >= 0 (0: load in the main process), got "
+        f"{cfg.DATALOADER.NUM_WORKERS}",
     )
     need(
         s.IMS_PER_BATCH % cfg.DATALOADER.NUM_INSTANCE == 0,

@@ -15,7 +15,7 @@ is dropped silently.
 import logging
 import math
 import weakref
-from collections import deque
+from collections import Counter, deque
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
@@ -332,13 +332,30 @@ def _ring_loader(cfg, dataset, batch_sampler, batch, size):
     return loader, ring
 
 
+def _warn_short_ids(records, k):
+    """Say which train ids hold fewer than K = DATALOADER.NUM_INSTANCE triplets, and what the P x K
+    sampler does with them (data/samplers.py: their K draws repeat images)."""
+    counts = Counter(r.pid for r in records)
+    short = sorted((n, pid) for pid, n in counts.items() if n < k)
+    if short:
+        n, pid = short[0]
+        logger.warning(
+            "DATALOADER.NUM_INSTANCE %d is above the triplet count of %d of %d train ids (the "
+            "smallest: id %d with %d triplets): the sampler draws their %d images of a batch with "
+            "replacement, so such an id repeats images within a batch (a different augmentation "
+            "each time); lower DATALOADER.NUM_INSTANCE to avoid it", k, len(short), len(counts),
+            pid, n, k)
+
+
 def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
     """TrainLoader of this rank's IMS_PER_BATCH / world_size share of every global batch, its
     batches finished on `device` (the training device; None: the CPU)."""
+    identity = cfg.DATALOADER.SAMPLER == "softmax_triplet"
+    if identity and comm.is_main_process():
+        _warn_short_ids(records, cfg.DATALOADER.NUM_INSTANCE)
     sampler = EpochBatchSampler(
         [r.pid for r in records], cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
-        cfg.SOLVER.SEED, identity=cfg.DATALOADER.SAMPLER == "softmax_triplet", rank=rank,
-        world_size=world_size)
+        cfg.SOLVER.SEED, identity=identity, rank=rank, world_size=world_size)
     dataset = TripletDataset(records, TripletTransform(cfg, True), cfg.DATASETS.SKIP_BAD)
     stream = EpochStream(sampler)
     loader, ring = _ring_loader(cfg, dataset, stream, sampler.local, cfg.INPUT.SIZE_TRAIN)

@@ -27,6 +27,8 @@ from multiprocessing import get_context
 import numpy as np
 from PIL import Image
 
+from .datasets.rgbnt100 import PART_ASPECT
+
 logger = logging.getLogger(__name__)
 
 PALETTE = np.array([[205, 40, 40], [40, 170, 60], [50, 70, 210], [225, 205, 40],
@@ -220,6 +222,8 @@ def _write(job):
     root, name, seed, size_factor, hardness, item = job
     spec = DATASETS[name]
     h, w = (max(8, int(round(d * size_factor))) for d in spec["size"])
+    if name == "RGBNT100":  # parts exactly PART_ASPECT x their height, as the reader requires
+        w = PART_ASPECT * h
     rng = np.random.default_rng([seed, item["n"]])
     imgs = render_triplet(item["code"], item["cam"], (h, w), spec["vehicle"], rng, seed, hardness)
     if name == "RGBNT100":

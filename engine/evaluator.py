@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import build_test_loader
+from data.datasets import unmatched_queries
 from data.samplers import shard_range
 from modeling import load_weights, select_pattern
 from utils import comm
@@ -216,13 +217,22 @@ class Evaluator:
                 results[p] = rank_metrics(cfg, fq[q_idx], fg[g_idx], query, gallery,
                                           splits.protocol, device)
             t_rank = time.perf_counter() - start - t_feat
-            logger.info("%s %s: %d queries, %d gallery (%d distinct samples), %s protocol, "
-                        "query %s, gallery %s, re-ranking %s; features %.1f s, ranking %.1f s\n%s",
-                        splits.name, split, len(query), len(gallery), len(records), splits.protocol,
+            lost = unmatched_queries(query, gallery, splits.protocol)  # the metrics skip them
+            if lost:
+                logger.warning(
+                    "%d of %d %s %s queries have no valid gallery match (same-id items all "
+                    "removed by the %s protocol, or the id absent from the gallery) and are left "
+                    "out of every metric: %s", len(lost), len(query), splits.name, split,
+                    splits.protocol, ", ".join(query[i].key for i in lost[:5])
+                    + (", ..." if len(lost) > 5 else ""))
+            logger.info("%s %s: %d of %d queries ranked, %d gallery (%d distinct samples), %s "
+                        "protocol, query %s, gallery %s, re-ranking %s; features %.1f s, ranking "
+                        "%.1f s\n%s", splits.name, split, len(query) - len(lost), len(query),
+                        len(gallery), len(records), splits.protocol,
                         "+".join(q_mods), "+".join(g_mods), cfg.TEST.RE_RANKING, t_feat, t_rank,
                         _table(results))
             if writer is not None:
-                _write(cfg, results, split, writer, step, epoch)
+                _write(cfg, results, split, writer, step, epoch, len(query) - len(lost))
             if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
                                                None) is not None:
                 write_token_maps(cfg, model, query, writer, step)
@@ -285,7 +295,7 @@ def _table(results):
     return "\n".join(rows)
 
 
-def _write(cfg, results, split, writer, step, epoch):
+def _write(cfg, results, split, writer, step, epoch, ranked):
     query, gallery = modality_sets(cfg)
     setting = setting_name(cfg, query, gallery)
     prefix = f"{split}/{setting}/" if setting else f"{split}/"
@@ -293,7 +303,7 @@ def _write(cfg, results, split, writer, step, epoch):
     writer.write({"type": "eval", "split": split, "epoch": epoch, "step": step,
                   "setting": setting or "full", "query_modalities": list(query),
                   "gallery_modalities": list(gallery), "miss": cfg.TEST.MISS,
-                  "re_ranking": cfg.TEST.RE_RANKING,
+                  "re_ranking": cfg.TEST.RE_RANKING, "queries_ranked": ranked,
                   "results": {str(p): m for p, m in results.items()}}, scalars, step or 0)
 
 

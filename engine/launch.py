@@ -16,15 +16,79 @@ import torch
 
 from config import ConfigError, dump_config, load_config
 from utils import comm
-from utils.logger import setup_logger
+from utils.logger import capture_records, flush_pending, setup_logger
 
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "yacs")
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose options may also follow the trailing KEY VALUE overrides.
+
+    argparse.REMAINDER takes everything after the first override, so `... SOLVER.SEED 3 --resume`
+    would read `--resume` as a config key. Options of this parser found there (`--resume`,
+    `--split val`, `--split=val`, every option an entry script adds) are taken out and parsed as
+    options; an unknown `-x` where a KEY is expected is an error. A VALUE is never taken for an
+    option unless it spells one of this parser's options, so `SOLVER.SEED -1` stays an override.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        flags, opts = self._split_remainder(list(getattr(namespace, "opts", None) or []))
+        if flags:
+            namespace, more = super().parse_known_args(flags, namespace)
+            extras += more
+        namespace.opts = opts
+        return namespace, extras
+
+    def _split_remainder(self, tokens):
+        """(option tokens with their arguments, KEY VALUE tokens) of the REMAINDER list."""
+        flags, opts, i = [], [], 0
+        while i < len(tokens):
+            tok = tokens[i]
+            name = tok.split("=", 1)[0] if tok.startswith("--") else tok
+            action = self._option_string_actions.get(name)
+            if action is not None:
+                n = 0 if "=" in tok else self._arg_count(action, tokens[i + 1:])
+                flags += tokens[i:i + 1 + n]
+                i += 1 + n
+                continue
+            if len(opts) % 2 == 0 and _looks_like_option(tok):
+                known = ", ".join(o for o in self._option_string_actions if o.startswith("--"))
+                self.error(f"unrecognized option {tok} (options: {known})")
+            opts.append(tok)
+            i += 1
+        return flags, opts
+
+    @staticmethod
+    def _arg_count(action, rest):
+        """How many of the tokens `rest` after an option are its arguments (argparse's rule: up to
+        the next option-like token for ?, * and +)."""
+        if action.nargs is None:
+            return 1
+        if isinstance(action.nargs, int):
+            return action.nargs
+        n = next((j for j, t in enumerate(rest) if _looks_like_option(t)), len(rest))
+        return min(n, 1) if action.nargs == "?" else n
+
+
+def _looks_like_option(tok):
+    return tok.startswith("-") and not _is_number(tok)
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def argument_parser(description):
-    p = argparse.ArgumentParser(description=description)
+    """The entry scripts' parser: --config_file, then KEY VALUE overrides; options the script adds
+    may come before or after the overrides (`_ArgumentParser`)."""
+    p = _ArgumentParser(description=description)
     p.add_argument("--config_file", "--config-file", dest="config_file", default="",
                    metavar="FILE", help="YAML config (with _BASE_ inheritance)")
     p.add_argument("opts", nargs=argparse.REMAINDER,
@@ -33,14 +97,23 @@ def argument_parser(description):
 
 
 def load_cfg_or_exit(args):
-    """load_config, turning a ConfigError into one line on stderr and exit status 2."""
-    try:
-        return load_config(args.config_file or None, args.opts)
-    except ConfigError as e:
-        config_error_exit(e)
+    """load_config, turning a ConfigError into one line on stderr and exit status 2.
+
+    What config loading logs (legacy DeMo keys, the SDTPS exclusive switch) is held back until
+    `setup` has set up the logger, which writes it to stdout and OUTPUT_DIR/log.txt on rank 0
+    (utils/logger.py: `capture_records`).
+    """
+    with capture_records():
+        try:
+            return load_config(args.config_file or None, args.opts)
+        except ConfigError as e:
+            config_error_exit(e)
 
 
 def config_error_exit(err):
+    """One line on stderr, after anything config loading said (held back for the logger), and
+    exit status 2."""
+    flush_pending(sys.stderr)
     sys.stderr.write(f"config error: {err}\n")
     sys.exit(2)
 

@@ -44,3 +44,63 @@ def test_test_net_without_weight_says_so(tmp_path):
     res = _run("test_net.py", "--config_file", SMOKE, "OUTPUT_DIR", str(tmp_path))
     assert res.returncode == 2
     assert "TEST.WEIGHT is empty" in res.stderr and "Traceback" not in res.stderr
+
+
+def _parsed(module, monkeypatch, argv):
+    """The namespace that `module.cli(argv)` hands to its main (which is not run)."""
+    seen = []
+    monkeypatch.setattr(module, "main", seen.append)
+    module.cli(argv)
+    (args,) = seen
+    return args
+
+
+@pytest.mark.parametrize("argv, flags, opts", [
+    (["--config_file", SMOKE, "SOLVER.SEED", "3", "--resume"], {"resume": True},
+     ["SOLVER.SEED", "3"]),
+    (["SOLVER.SEED", "-1", "--eval-only", "TEST.IMS_PER_BATCH", "8", "--config-file", SMOKE],
+     {"eval_only": True, "resume": False}, ["SOLVER.SEED", "-1", "TEST.IMS_PER_BATCH", "8"]),
+    (["--resume", "--config_file", SMOKE], {"resume": True}, []),
+])
+def test_train_net_flags_after_overrides(monkeypatch, argv, flags, opts):
+    import train_net
+
+    args = _parsed(train_net, monkeypatch, argv)
+    assert args.config_file == SMOKE and args.opts == opts
+    assert {k: getattr(args, k) for k in flags} == flags
+
+
+@pytest.mark.parametrize("tail", [["--split", "val"], ["--split=val"]])
+def test_test_net_flags_after_overrides(monkeypatch, tail):
+    import test_net
+
+    args = _parsed(test_net, monkeypatch, ["--config_file", SMOKE, "TEST.WEIGHT", "w.pth", *tail])
+    assert args.split == "val" and args.opts == ["TEST.WEIGHT", "w.pth"]
+
+
+def test_unknown_flag_after_overrides_is_refused(monkeypatch, capsys):
+    import train_net
+
+    with pytest.raises(SystemExit) as exit_info:
+        _parsed(train_net, monkeypatch, ["--config_file", SMOKE, "SOLVER.SEED", "3", "--resum"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--resum" in err and "--resume" in err
+
+
+@pytest.mark.slow
+def test_config_messages_reach_log_txt(synthetic_root, tmp_path):
+    # A legacy DeMo key, and the exclusive switch turning DeMo.yml's HDM / ATM off: both are said
+    # while the config loads, before the logger writes OUTPUT_DIR/log.txt.
+    out = tmp_path / "run"
+    res = _run("train_net.py", "--config_file", SMOKE, "DATASETS.ROOT_DIR", synthetic_root,
+               "OUTPUT_DIR", str(out), "MODEL.TRI_LOSS_WEIGHT", "1.0", "MODEL.USE_SDTPS", "True",
+               "SOLVER.MAX_EPOCHS", "1", "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE",
+               "2", "SOLVER.WARMUP_ITERS", "1", "TEST.IMS_PER_BATCH", "16")
+    assert res.returncode == 0, res.stderr[-2000:]
+    log = (out / "log.txt").read_text()
+    legacy = "MODEL.TRI_LOSS_WEIGHT is DeMo's name for MODEL.TRIPLET_LOSS_WEIGHT"
+    switch = "MODEL.HDM and MODEL.ATM are turned off (exclusive switch)"
+    assert log.count(legacy) == 1 and log.count(switch) == 1
+    assert log.index(legacy) < log.index(switch) < log.index("command:")
+    assert res.stdout.count(switch) == 1 and switch not in res.stderr

@@ -5,7 +5,11 @@
 
 Exit status 0 when the folder is usable, 1 when any problem was found (each one is listed with its
 file path: missing folders with the expected layout, missing sibling modality files, names that do
-not parse, unreadable or truncated images, which are found by fully decoding every file).
+not parse, MSVR310 files under another id's folder, duplicate sample names, and - found by fully
+decoding every file - unreadable or truncated images, image modes that cannot be read and
+RGBNT100 strips whose width is not 6 x their height). Notes that leave the folder usable follow:
+images converted on the way to 8 bits (16-bit, alpha), test ids only in query or only in the
+gallery, and queries without a valid gallery match (left out of the metrics).
 """
 
 import argparse
@@ -31,8 +35,14 @@ def main(argv=None):
         return 2
     root, name = cfg.DATASETS.ROOT_DIR, cfg.DATASETS.NAMES
     print(f"checking {name} under {os.path.abspath(root)}")
-    splits, problems = find_problems(root, name, cfg.INPUT.MODALITIES, decode=not args.no_decode)
+    notes = []
+    splits, problems = find_problems(root, name, cfg.INPUT.MODALITIES, decode=not args.no_decode,
+                                     notes=notes)
     print(split_table(splits))
+    if notes:
+        print(f"\n{len(notes)} note(s):")
+        for n in notes:
+            print(f"  {n}")
     if problems:
         print(f"\n{len(problems)} problem(s):")
         for p in problems:

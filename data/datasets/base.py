@@ -4,12 +4,19 @@ A dataset module knows its folder layout and file-name rule; it returns `Record`
 no tensors). Problems found while scanning (missing folders, missing sibling modality files, names
 that do not parse) are collected in a list, so `tools/check_dataset.py` can report all of them at
 once, while `build_dataset` stops on them with an error that lists them.
+
+Pixels: `to_rgb` turns a decoded file of any mode the datasets can hold into 8-bit RGB without
+clipping or truncating values (see its docstring for the rules), or refuses it by name.
 """
 
 import logging
 import os
 import random
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
 
 from utils.registry import Registry
 
@@ -55,6 +62,69 @@ class DatasetSplits:
     num_train_pids: int = 0
     num_cameras: int = 0
     protocol: str = "market"
+
+
+# Modes read as they are (8-bit colour or gray, palette without transparency, CMYK, 1-bit): PIL's
+# own conversion to RGB is exact for them.
+_DIRECT = ("RGB", "L", "1", "P", "CMYK", "YCbCr", "RGBX")
+# Modes with an alpha channel: composited over black, because the colour under a transparent
+# pixel is undefined (encoders store black, white or leftovers there).
+_ALPHA = ("RGBA", "LA", "PA", "RGBa")
+# Unsigned 16-bit gray, in PIL's byte-order spellings.
+_UINT16 = ("I;16", "I;16B", "I;16L", "I;16N")
+# Modes whose pixels change value on the way to 8 bits; tools/check_dataset.py names the files.
+CONVERTED_MODES = {
+    **{m: "16-bit, scaled 0..65535 -> 0..255" for m in _UINT16},
+    "I": "32-bit integer, read as 16-bit: 0..65535 -> 0..255",
+    "F": "32-bit float, 0..1 -> 0..255",
+    **{m: "alpha, composited over black" for m in _ALPHA},
+}
+
+
+def to_rgb(img, path):
+    """A decoded PIL image of any supported mode -> 8-bit RGB PIL image; DatasetError otherwise.
+
+    16-bit gray (I;16, I;16B, ...): scaled by the type's range, v * 255 / 65535 rounded (65535 ->
+    255, 32768 -> 128; PIL's convert("RGB") clips everything above 255 to white). 32-bit integer
+    ("I", which older Pillow also gives for 16-bit PNGs): read as 16-bit when all values lie in
+    0..65535, else refused. 32-bit float ("F"): 0..1 -> 0..255 when all values lie in [0, 1],
+    else refused (the mapping of other ranges, e.g. temperatures, is unknown). Alpha modes, and
+    palettes with a transparent entry: composited over black. Other modes are refused, naming
+    `path`.
+    """
+    mode = img.mode
+    if mode == "P" and "transparency" in img.info:
+        mode, img = "RGBA", img.convert("RGBA")
+    if mode == "RGB":
+        return img
+    if mode in _DIRECT:
+        return img.convert("RGB")
+    if mode in _ALPHA:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint32)
+        rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255
+        return Image.fromarray(rgb.astype(np.uint8), "RGB")
+    if mode in _UINT16 or mode == "I":
+        x = np.asarray(img).astype(np.int64)
+        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise DatasetError(f"{path}: 32-bit integer image with values {lo}..{hi}, outside "
+                               "the 16-bit range 0..65535 it is read in; save it as 8-bit or "
+                               "16-bit")
+        return _gray(((x * 255 + 32767) // 65535).astype(np.uint8))
+    if mode == "F":
+        x = np.asarray(img, dtype=np.float64)
+        lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if not (0.0 <= lo and hi <= 1.0):  # also refuses NaN
+            raise DatasetError(f"{path}: 32-bit float image with values {lo:g}..{hi:g}, outside "
+                               "0..1 (the only float range read); save it as 8-bit or 16-bit")
+        return _gray(np.rint(x * 255).astype(np.uint8))
+    raise DatasetError(f"{path}: image mode {mode} is not supported; save it as 8-bit RGB or "
+                       "grayscale (16-bit gray, palette, alpha and CMYK are read too)")
+
+
+def _gray(x):
+    """(H, W) uint8 -> RGB PIL image of three equal channels."""
+    return Image.fromarray(x, "L").convert("RGB")
 
 
 def list_images(folder):
@@ -131,6 +201,44 @@ def split_validation(train, fraction, seed):
             seen.add((r.pid, r.camid))
             query.append(r)
     return rest, query, gallery
+
+
+def duplicate_names(parts):
+    """Problems for samples whose name (file name without extension) repeats within a split, or is
+    in train and in query / gallery. parts: {split: [Record]}; a query and a gallery holding the
+    same sample (RGBNT201: they are one split) is the protocol's business, not a duplicate."""
+    problems = []
+    where = {}
+    for split, recs in parts.items():
+        names = defaultdict(list)
+        for r in recs:
+            names[_stem(r.key)].append(r.key)
+        for name, keys in sorted(names.items()):
+            if len(keys) > 1:
+                problems.append(f"duplicate sample name {name} in the {split} split: "
+                                f"{', '.join(keys)}; keep one of them")
+        where[split] = names
+    test = {n: k for split in ("query", "gallery") for n, k in where.get(split, {}).items()}
+    for name, keys in sorted(where.get("train", {}).items()):
+        if name in test:
+            problems.append(f"sample name {name} is in train and in test: {keys[0]} and "
+                            f"{test[name][0]}; train and test must not share samples")
+    return problems
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def unmatched_queries(query, gallery, protocol):
+    """Indices (sorted) of the queries that have no valid gallery match under `protocol`: every
+    same-id gallery item is removed (market: same camera; scene: same scene), or the id is not in
+    the gallery. `utils.metrics.evaluate_rank` skips exactly these queries."""
+    field_ = "sceneid" if protocol == "scene" else "camid"
+    per_id = Counter(g.pid for g in gallery)
+    per_id_group = Counter((g.pid, getattr(g, field_)) for g in gallery)
+    return [i for i, q in enumerate(query)
+            if per_id[q.pid] - per_id_group[(q.pid, getattr(q, field_))] <= 0]
 
 
 def split_table(splits):

@@ -1,8 +1,10 @@
 """MSVR310 (vehicles): MSVR310/{bounding_box_train,bounding_box_test,query3}/<id>/{vis,ni,th}/.
 
 Names are VVVV_sSSS_vK_NNN.jpg: id = characters 0-3, scene = characters 6-8, camera = the digit K
-after `_v` (0..7, not shifted). The three modality folders of an id hold the same names. Query is
-`query3`; the scene protocol removes same-id same-scene gallery items (camera ignored).
+after `_v` (0..7, not shifted). The three modality folders of an id hold the same names, and the id
+folder is named by the id its files' names start with (a file under another id's folder is a
+problem: which of the two is right cannot be told). Query is `query3`; the scene protocol removes
+same-id same-scene gallery items (camera ignored).
 """
 
 import os
@@ -55,5 +57,18 @@ class MSVR310:
                 gone = missing_folders(mod_dirs, LAYOUT)
                 problems.extend(gone)
                 if not gone:
-                    out[split] += scan_modality_folders(mod_dirs, modalities, parse_name, problems)
+                    recs = scan_modality_folders(mod_dirs, modalities, parse_name, problems)
+                    out[split] += _in_own_folder(recs, ident, id_dir, problems)
         return out, problems
+
+
+def _in_own_folder(records, ident, id_dir, problems):
+    """The records whose id is the id folder's; a problem naming each other one."""
+    kept = []
+    for r in records:
+        if ident.isdigit() and int(ident) == r.pid:
+            kept.append(r)
+        else:
+            problems.append(f"id folder {id_dir} holds {r.key} of id {r.pid:04d} (its name's "
+                            f"first field): move it to the folder of its id, or rename it")
+    return kept

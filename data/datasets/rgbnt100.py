@@ -4,6 +4,11 @@ Names look like 0561_c0001_006.jpg. Each file is one strip, RGB | NI | TI side b
 the real data, 256 wide each); the loader crops the thirds, in that order, onto the configured
 modality names. Id = the integer before `_c`; camera = the integer after `_c` (4 digits in the real
 files, any number accepted), minus 1 (8 cameras). Market protocol.
+
+Strip geometry: three equal parts, each PART_ASPECT (2) times as wide as high, i.e. width = 6 x
+height (768x128, or a strip scaled as a whole). Any other width is refused when the strip is read:
+cut into thirds it would shift or mix the modalities (a single 256x128 image would give three
+slivers of one modality).
 """
 
 import os
@@ -14,6 +19,18 @@ from .base import DATASET_REGISTRY, Record, list_images, missing_folders
 _NAME = re.compile(r"^(\d+)_c(\d+)_")
 SPLITS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
 LAYOUT = "RGBNT100/rgbir/{bounding_box_train,bounding_box_test,query}/<id>_c<cam>_<n>.jpg"
+PART_ASPECT = 2  # width / height of each modality's part: 256 / 128 in the real strips
+
+
+def strip_problem(path, width, height):
+    """None for a strip of the expected geometry (module docstring), else the one-line reason."""
+    want = 3 * PART_ASPECT * height
+    if width == want:
+        return None
+    return (f"RGBNT100 strip {path} is {width}x{height} (W x H): a strip is RGB | NI | TI side by "
+            f"side, three parts each {PART_ASPECT}x as wide as high (768x128 in the real data), "
+            f"so a strip {height} high must be {want} wide; re-save it as three "
+            f"{PART_ASPECT * height}x{height} parts")
 
 
 def parse_name(name):

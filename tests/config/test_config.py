@@ -84,7 +84,8 @@ def test_exclusive_switch_from_command_line(caplog):
 def test_overrides_and_numeric_coercion():
     cfg = load_config(
         "configs/RGBNT201/DeMo.yml",
-        ["SOLVER.BASE_LR", "1", "MODEL.SDTPS_USE_GUMBEL", "True", "INPUT.SIZE_TRAIN", "(128, 64)"],
+        ["SOLVER.BASE_LR", "1", "MODEL.SDTPS_USE_GUMBEL", "True", "INPUT.SIZE_TRAIN", "(128, 64)",
+         "INPUT.SIZE_TEST", "[128, 64]"],
     )
     assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
     assert cfg.MODEL.SDTPS_USE_GUMBEL is True and cfg.INPUT.SIZE_TRAIN == (128, 64)
@@ -114,6 +115,11 @@ def test_overrides_and_numeric_coercion():
         (["INPUT.MODALITY_DROPOUT", "1.5"], "INPUT.MODALITY_DROPOUT"),
         (["INPUT.MODALITY_DROPOUT_SETS", "('RGB+NI+TI',)"], "INPUT.MODALITY_DROPOUT_SETS"),
         (["INPUT.MODALITY_DROPOUT_SETS", "('RGB+IR',)"], "INPUT.MODALITY_DROPOUT_SETS"),
+        (["SOLVER.IMS_PER_BATCH", "-64"], "SOLVER.IMS_PER_BATCH"),
+        (["SOLVER.IMS_PER_BATCH", "0"], "SOLVER.IMS_PER_BATCH"),
+        (["TEST.IMS_PER_BATCH", "-1"], "TEST.IMS_PER_BATCH"),
+        (["TEST.IMS_PER_BATCH", "0"], "TEST.IMS_PER_BATCH"),
+        (["DATALOADER.NUM_WORKERS", "-2"], "DATALOADER.NUM_WORKERS"),
     ],
 )
 def test_bad_values_name_the_key(opts, named):
@@ -171,3 +177,67 @@ def test_shipped_configs_load_with_empty_pretrain_path():
     assert len(files) >= 9
     for f in files:
         assert load_config(f).MODEL.PRETRAIN_PATH == ""
+
+
+SMOKE = "configs/_smoke/DeMo.yml"
+
+
+@pytest.mark.parametrize(
+    "config, opts, key, fix",
+    [
+        # tiny_clip: patch 8 at stride 8, the non-overlapping patch embedding tiles the image
+        (SMOKE, ["INPUT.SIZE_TRAIN", "[63, 31]", "INPUT.SIZE_TEST", "[63, 31]"],
+         "INPUT.SIZE_TRAIN", "(64, 32)"),
+        (SMOKE, ["INPUT.SIZE_TRAIN", "[64, 4]", "INPUT.SIZE_TEST", "[64, 4]"],
+         "INPUT.SIZE_TRAIN", "(64, 8)"),
+        # ViT-B-16 at stride 12 (overlapping): only the patch size 16 is a minimum
+        ("configs/RGBNT201/DeMo.yml", ["MODEL.STRIDE_SIZE", "[12, 12]", "INPUT.SIZE_TRAIN",
+                                       "[256, 15]", "INPUT.SIZE_TEST", "[256, 15]"],
+         "INPUT.SIZE_TRAIN", "(256, 16)"),
+        # the position embedding is built for SIZE_TRAIN's patch grid
+        (SMOKE, ["INPUT.SIZE_TEST", "[72, 32]"], "INPUT.SIZE_TEST", "(64, 32)"),
+    ],
+)
+def test_image_size_the_backbone_cannot_take(config, opts, key, fix):
+    with pytest.raises(ConfigError) as e:
+        load_config(config, opts)
+    msg = str(e.value)
+    assert msg.startswith(key) and fix in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    "config, opts, grid",
+    [
+        ("configs/RGBNT201/DeMo.yml", ["MODEL.STRIDE_SIZE", "[12, 12]"], (21, 10)),  # 210 patches
+        ("configs/RGBNT201/DeMo.yml", [], (16, 8)),
+        ("configs/RGBNT100/DeMo.yml", [], (8, 16)),
+        (SMOKE, [], (8, 4)),
+        (SMOKE, ["MODEL.STRIDE_SIZE", "[6, 6]", "INPUT.SIZE_TRAIN", "[63, 31]", "INPUT.SIZE_TEST",
+                 "[63, 31]"], (10, 4)),  # overlapping patches: the remainder is left out
+    ],
+)
+def test_image_sizes_the_backbone_takes(config, opts, grid):
+    from modeling.backbones.vit import grid_size
+
+    assert grid_size(load_config(config, opts)) == grid
+
+
+def test_base_loop_names_the_files(tmp_path):
+    (tmp_path / "a.yml").write_text("_BASE_: b.yml\nSOLVER:\n  BASE_LR: 0.1\n")
+    (tmp_path / "b.yml").write_text("_BASE_: ./a.yml\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tmp_path / "a.yml"))
+    msg = str(e.value)
+    assert "_BASE_ loop" in msg and msg.count("a.yml") == 2 and "b.yml" in msg
+    assert msg.index("a.yml") < msg.index("b.yml") < msg.rindex("a.yml")
+    (tmp_path / "c.yml").write_text("_BASE_: c.yml\n")
+    with pytest.raises(ConfigError, match="_BASE_ loop"):
+        load_config(str(tmp_path / "c.yml"))
+
+
+def test_shared_base_is_not_a_loop(tmp_path):
+    (tmp_path / "base.yml").write_text("SOLVER:\n  BASE_LR: 0.1\n")
+    (tmp_path / "mid.yml").write_text("_BASE_: base.yml\nSOLVER:\n  MAX_EPOCHS: 3\n")
+    (tmp_path / "top.yml").write_text("_BASE_: mid.yml\n")
+    cfg = load_config(str(tmp_path / "top.yml"))
+    assert cfg.SOLVER.BASE_LR == 0.1 and cfg.SOLVER.MAX_EPOCHS == 3

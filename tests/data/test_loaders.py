@@ -307,3 +307,24 @@ def test_modality_dropout_is_off_at_test_time(smoke_cfg):
     s = build_dataset(cfg)
     batch = next(iter(build_test_loader(cfg, s.gallery)))
     assert not _dropped(batch).any()
+def test_num_instance_above_smallest_identity_warns(train_setup, caplog):
+    # The tiny set has 8 train ids of 4 to 6 triplets: K = 8 repeats images of every id.
+    cfg, s = train_setup("DATALOADER.NUM_INSTANCE", 8)
+    counts = Counter(r.pid for r in s.train)
+    smallest = min(counts.values())
+    assert max(counts.values()) < 8 <= 2 * smallest
+    with caplog.at_level("WARNING", logger="data.build"):
+        loader = build_train_loader(cfg, s.train)
+    loader.close()
+    (msg,) = [r.getMessage() for r in caplog.records if "NUM_INSTANCE" in r.getMessage()]
+    assert "DATALOADER.NUM_INSTANCE 8" in msg and "8 of 8 train ids" in msg
+    assert f"with {smallest} triplets" in msg and "with replacement" in msg
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data.build"):
+        build_train_loader(train_setup()[0], s.train).close()  # K = 4 <= smallest: nothing to say
+    assert not [r for r in caplog.records if "NUM_INSTANCE" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="data.build"):  # the softmax sampler has no K
+        build_train_loader(train_setup("DATALOADER.NUM_INSTANCE", 8, "DATALOADER.SAMPLER",
+                                       "softmax")[0], s.train).close()
+    assert not [r for r in caplog.records if "NUM_INSTANCE" in r.getMessage()]

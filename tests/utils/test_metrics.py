@@ -93,3 +93,44 @@ def test_rank_features_equals_full_matrix():
     np.testing.assert_allclose(got[0], want[0], atol=1e-6)
     assert got[1] == pytest.approx(want[1], abs=1e-6)
     assert got[2] == pytest.approx(want[2], abs=1e-6)
+
+
+def test_queries_without_a_valid_match_are_skipped_and_named():
+    # Gallery: g0 (id 1, cam 0), g1 (id 2, cam 1), g2 (id 1, cam 1), g3 (id 4, cam 0).
+    # q0 (id 1, cam 0): g0 is junk; order g0 g1 g2 g3 -> kept g1 g2 g3, hit at kept rank 2:
+    #   AP 1/2, INP 1/2. q1 (id 4, cam 0): its only same-id item g3 has its camera -> skipped.
+    # q2 (id 7): absent from the gallery -> skipped. q3 (id 2, cam 0): order g2 g3 g0 g1, hit at
+    #   rank 4: AP = INP = 1/4. mAP = mINP = 3/8; CMC = [0, 1/2, 1/2, 1].
+    from data.datasets.base import Record, unmatched_queries
+
+    dist = np.array([[0.1, 0.2, 0.3, 0.4],
+                     [0.1, 0.2, 0.3, 0.4],
+                     [0.1, 0.2, 0.3, 0.4],
+                     [0.5, 0.9, 0.1, 0.2]])
+    q_pids, q_cams = np.array([1, 4, 7, 2]), np.array([0, 0, 0, 0])
+    g_pids, g_cams = np.array([1, 2, 1, 4]), np.array([0, 1, 1, 0])
+    cmc, m_ap, m_inp = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4)
+    np.testing.assert_allclose(cmc, [0.0, 0.5, 0.5, 1.0])
+    assert m_ap == pytest.approx(3 / 8) and m_inp == pytest.approx(3 / 8)
+    kept = [0, 3]  # the same numbers from the valid queries alone
+    again = evaluate_rank(dist[kept], q_pids[kept], g_pids, q_cams[kept], g_cams, max_rank=4)
+    np.testing.assert_allclose(again[0], cmc)
+    assert again[1:] == pytest.approx((m_ap, m_inp))
+
+    def records(pids, cams, scenes=None):
+        scenes = [-1] * len(pids) if scenes is None else scenes
+        return [Record({}, int(p), int(c), int(s), key=f"s{i}")
+                for i, (p, c, s) in enumerate(zip(pids, cams, scenes))]
+
+    query, gallery = records(q_pids, q_cams), records(g_pids, g_cams)
+    assert unmatched_queries(query, gallery, "market") == [1, 2]
+    # Scene protocol (scenes: queries 0; gallery 0 0 1 1), cameras ignored: q1 now matches g3
+    # (another scene), q3's only same-id item g1 shares its scene, q2 is still absent.
+    query, gallery = records(q_pids, q_cams, [0, 0, 0, 0]), records(g_pids, g_cams, [0, 0, 1, 1])
+    assert unmatched_queries(query, gallery, "scene") == [2, 3]
+    got = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4,
+                        q_scenes=np.zeros(4), g_scenes=np.array([0, 0, 1, 1]))
+    want = evaluate_rank(dist[:2], q_pids[:2], g_pids, q_cams[:2], g_cams, max_rank=4,
+                         q_scenes=np.zeros(2), g_scenes=np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(got[0], want[0])
+    assert got[1:] == pytest.approx(want[1:])
