@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Issue 5's accuracy guard: train RGBNT201 DeMo on the full-size synthetic set for a fixed schedule
-# of EPOCHS epochs (default 8), either on the unoptimised path (fp32, eager) or on the optimised
-# one (bf16 autocast, torch.compile with CUDA graphs; `fp16`: the same with fp16 autocast and a
-# GradScaler, DeMo's own AMP), once per seed; then print the pattern-1/2/3 mAP of every run found
-# under OUT_DIR and the mean per path.
+# The accuracy guard: does the fast training path keep the accuracy of the plain one? Train
+# RGBNT201 DeMo on the full-size synthetic set for a fixed schedule of EPOCHS epochs (default 8),
+# either on the unoptimised path (fp32, eager) or on the optimised one (bf16 autocast,
+# torch.compile with CUDA graphs; `fp16`: the same with fp16 autocast and a GradScaler, DeMo's own
+# AMP), once per seed; then print the pattern-1/2/3 mAP of every run found under OUT_DIR and the
+# mean per path (docs/PERFORMANCE.md holds the latest result).
 #
 #   bash scripts/accuracy_guard.sh OUT_DIR fp32|optimised|fp16 [SEED ...]    (default seeds: 1 2)
 #   bash scripts/accuracy_guard.sh OUT_DIR pretrain    # OUT_DIR/pretrain/model_final.pth
