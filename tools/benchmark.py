@@ -487,7 +487,7 @@ if __name__ == "__main__":
         args.measures = ["train"]
     if args.epochs and args.epochs < 3:
         p.error("--epochs: at least 3 (epochs 1-2 are not timed), or 0 to skip train_epochs")
-    # A stuck run prints every thread's stack and exits instead of eating the lease.
+    # A stuck run prints every thread's stack and exits instead of hanging until killed.
     faulthandler.dump_traceback_later(args.hang_timeout, exit=True)
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
         if int(os.environ.get("WORLD_SIZE", 1)) > 1:
