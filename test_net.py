@@ -9,7 +9,7 @@ import sys
 
 from config import ConfigError
 from data import build_dataset
-from engine import evaluate_weights, launch
+from engine import defaults, evaluate_weights
 from modeling import build_model
 from utils.safe_load import WeightsFileError
 
@@ -17,28 +17,28 @@ logger = logging.getLogger("test_net")
 
 
 def main(args):
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     if not cfg.TEST.WEIGHT:
         raise ConfigError("TEST.WEIGHT is empty: give the checkpoint to evaluate, "
                           "e.g. TEST.WEIGHT output/model_final.pth")
-    device = launch.setup(cfg, log_name="test_log.txt")
+    device = defaults.setup(cfg, log_name="test_log.txt")
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
     # Its own file names: evaluating inside a training folder must not overwrite that run's record.
-    derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
-    launch.write_config(cfg, derived, prov, "test_config.yaml")
+    derived, prov = defaults.derived_values(model, splits), defaults.provenance(cfg, device)
+    defaults.write_config(cfg, derived, prov, "test_config.yaml")
     return evaluate_weights(cfg, model, splits, split=args.split)
 
 
 def cli(argv=None):
-    parser = launch.argument_parser("Evaluate a multi-modal ReID checkpoint.")
+    parser = defaults.argument_parser("Evaluate a multi-modal ReID checkpoint.")
     parser.add_argument("--split", default="test", choices=("test", "val"),
                         help="test (query / gallery) or val (needs DATASETS.VAL_FRACTION > 0)")
     args = parser.parse_args(argv)
     try:
         main(args)
     except ConfigError as e:
-        launch.config_error_exit(e)
+        defaults.config_error_exit(e)
     except WeightsFileError as e:  # refused or unreadable weights file: one line, no traceback
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)

@@ -10,7 +10,7 @@ import sys
 
 from config import ConfigError
 from data import build_dataset, build_train_loader
-from engine import Evaluator, NonFiniteLossError, Trainer, evaluate_weights, launch
+from engine import Evaluator, NonFiniteLossError, Trainer, defaults, evaluate_weights
 from engine.run_dir import RunDirError, select_resume, take_run_folder
 from modeling import build_model
 from utils import comm
@@ -20,16 +20,17 @@ logger = logging.getLogger("train_net")
 
 
 def main(args):
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     # Before anything is written: one live run per folder, and no new run over an old one.
     # --eval-only writes only its own test_* files, so it may share a folder with a live run.
     lock = None if args.eval_only else take_run_folder(cfg.OUTPUT_DIR, resume=args.resume)
-    device = launch.setup(cfg, log_name="test_log.txt" if args.eval_only else "log.txt")
+    device = defaults.setup(cfg, log_name="test_log.txt" if args.eval_only else "log.txt")
     checkpoint = select_resume(cfg, args.resume_changed) if args.resume else (None, None)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
-    derived, prov = launch.derived_values(model, splits), launch.provenance(cfg, device)
-    launch.write_config(cfg, derived, prov, "test_config.yaml" if args.eval_only else "config.yaml")
+    derived, prov = defaults.derived_values(model, splits), defaults.provenance(cfg, device)
+    name = "test_config.yaml" if args.eval_only else "config.yaml"
+    defaults.write_config(cfg, derived, prov, name)
     if args.eval_only:
         return evaluate_weights(cfg, model, splits, split="test")
     loader = build_train_loader(cfg, splits.train, device=device)
@@ -43,7 +44,7 @@ def main(args):
 
 
 def cli(argv=None):
-    parser = launch.argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
+    parser = defaults.argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest intact checkpoint in OUTPUT_DIR "
                              "(unfinished epoch redone)")
@@ -63,7 +64,7 @@ def cli(argv=None):
             sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
     except ConfigError as e:
-        launch.config_error_exit(e)
+        defaults.config_error_exit(e)
     except WeightsFileError as e:  # refused or unreadable weights file: one line, no traceback
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)

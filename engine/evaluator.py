@@ -24,7 +24,8 @@ from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
 from utils.visualize import write_token_maps
 
-from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
+from .defaults import provenance
+from .precision import amp_dtype, autocast, compile_model, uses_cuda_graphs
 
 logger = logging.getLogger(__name__)
 

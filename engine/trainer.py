@@ -23,8 +23,9 @@ from utils import comm
 from utils.checkpoint import Checkpointer, load_checkpoint
 from utils.events import EventWriter
 
+from .defaults import provenance
 from .hooks import Checkpoint, Evaluate, LRSchedule, PeriodicWriter
-from .launch import amp_dtype, autocast, compile_model, provenance, uses_cuda_graphs
+from .precision import amp_dtype, autocast, compile_model, grad_scaler, uses_cuda_graphs
 from .run_dir import select_resume, trim_records
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = amp_dtype(cfg, self.device)
-        fp16 = self.amp_dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type) if fp16 else None
+        self.scaler = grad_scaler(self.device, self.amp_dtype)  # enabled for fp16 only
         self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.device)
         self.train_model = self._wrap(model)
         self.checkpointer = Checkpointer(cfg.OUTPUT_DIR, model, self.optimizer, self.scheduler,
@@ -231,23 +231,17 @@ class Trainer:
             raise KeyError(f"the model's training output has no loss_* key: {sorted(out)}")
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        clip = self.cfg.SOLVER.GRAD_CLIP
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            if clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
+        self.scaler.scale(total).backward()
+        if self.cfg.SOLVER.GRAD_CLIP > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.SOLVER.GRAD_CLIP)
+        self.scaler.step(self.optimizer)
+        if self.scaler.is_enabled():
             scale = self.scaler._scale.clone()  # the device tensor: no host sync
             self.scaler.update()
             # update() lowers the scale exactly when it found inf/NaN gradients and step()
             # skipped the optimizer; the count stays on the device until the epoch ends.
             self.skipped_steps += (self.scaler._scale < scale).sum()
-        else:
-            total.backward()
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
         self._accumulate({"loss_total": total, **out})
 
     def _accumulate(self, values):
@@ -269,7 +263,7 @@ class Trainer:
     def take_skipped_steps(self):
         """Optimizer steps GradScaler skipped since the last call, summed over ranks (a host
         sync); None without a GradScaler."""
-        if self.scaler is None:
+        if not self.scaler.is_enabled():
             return None
         n, self.skipped_steps = self.skipped_steps, torch.zeros_like(self.skipped_steps)
         return int(comm.all_reduce_max(n.clone()).item())

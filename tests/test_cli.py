@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from engine.launch import argument_parser, load_cfg_or_exit
+from engine.defaults import argument_parser, load_cfg_or_exit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "_smoke", "DeMo.yml")

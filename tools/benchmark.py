@@ -39,14 +39,9 @@ from data import build_dataset, build_test_loader, build_train_loader  # noqa: E
 from data.synthetic import make_synthetic  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import HookBase, Trainer  # noqa: E402
+from engine.defaults import setup  # noqa: E402
 from engine.evaluator import Evaluator  # noqa: E402
-from engine.launch import (  # noqa: E402
-    amp_dtype,
-    autocast,
-    compile_model,
-    setup,
-    uses_cuda_graphs,
-)
+from engine.precision import amp_dtype, autocast, compile_model, uses_cuda_graphs  # noqa: E402
 from modeling import build_model  # noqa: E402
 from utils import comm  # noqa: E402
 from utils.metrics import rank_features  # noqa: E402

@@ -20,7 +20,7 @@ from config import load_config  # noqa: E402
 from data import build_dataset, build_train_loader  # noqa: E402
 from data.synthetic import make_synthetic  # noqa: E402
 from engine import Trainer, evaluate  # noqa: E402
-from engine.launch import setup  # noqa: E402
+from engine.defaults import setup  # noqa: E402
 from modeling import build_model  # noqa: E402
 
 logger = logging.getLogger("demo")

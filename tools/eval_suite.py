@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import train_net  # noqa: E402
 from data import build_dataset  # noqa: E402
-from engine import launch  # noqa: E402
+from engine import defaults  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
 from engine.modality_suite import any_to_any, missing_suite  # noqa: E402
 from tools.extract_features import load_model, load_split, need_weight, parse_args  # noqa: E402
@@ -170,7 +170,7 @@ def write(out, results, title, extra):
 
 def train_seed(args, seed):
     """Trains the config once with SOLVER.SEED seed (train_net.py's main) -> model_final.pth."""
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     out = os.path.join(cfg.OUTPUT_DIR, f"seed_{seed}")
     opts = [*args.opts, "SOLVER.SEED", str(seed), "OUTPUT_DIR", out]
     train_net.main(argparse.Namespace(config_file=args.config_file, opts=opts, resume=False,
@@ -179,7 +179,7 @@ def train_seed(args, seed):
 
 
 def main(argv=None):
-    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", default=None, metavar="SEED",
                         help="train once per seed (SOLVER.SEED) and report mean / std")
     parser.add_argument("--features", default="",
@@ -194,7 +194,7 @@ def main(argv=None):
                  len(args.seeds))
         args.opts = args.seeds[n:] + args.opts
         args.seeds = [int(s) for s in args.seeds[:n]]
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "eval_suite")
     if args.features:
         results, meta = features_suite(cfg, args.features)
@@ -206,9 +206,9 @@ def main(argv=None):
         runs, weights = [], []
         for seed in args.seeds:
             opts, weight = train_seed(args, seed)
-            c = launch.load_cfg_or_exit(argparse.Namespace(
+            c = defaults.load_cfg_or_exit(argparse.Namespace(
                 config_file=args.config_file, opts=[*opts, "TEST.WEIGHT", weight]))
-            device = launch.setup(c, log_name="suite_log.txt")
+            device = defaults.setup(c, log_name="suite_log.txt")
             splits = build_dataset(c)
             runs.append(run_suite(c, load_model(c, device, splits), splits))
             weights.append(weight)
@@ -218,7 +218,7 @@ def main(argv=None):
                                     "config": args.config_file})
         return results
     need_weight(cfg)
-    device = launch.setup(cfg, log_name="suite_log.txt")
+    device = defaults.setup(cfg, log_name="suite_log.txt")
     splits = build_dataset(cfg)
     model = load_model(cfg, device, splits)
     if args.any_to_any:

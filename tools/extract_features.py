@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from config import ConfigError  # noqa: E402
 from data import Record, build_dataset  # noqa: E402
 from data.datasets.base import DATASET_REGISTRY  # noqa: E402
-from engine import extract_features, launch  # noqa: E402
+from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import union_records  # noqa: E402
 from modeling import build_model, load_weights, select_pattern  # noqa: E402
 from utils.safe_load import WeightsFileError, load_file  # noqa: E402
@@ -48,7 +48,7 @@ def parse_args(parser, argv=None):
 
 def need_weight(cfg):
     if not cfg.TEST.WEIGHT:
-        launch.config_error_exit(ConfigError(
+        defaults.config_error_exit(ConfigError(
             "TEST.WEIGHT is empty: give the checkpoint, e.g. TEST.WEIGHT output/model_final.pth"))
 
 
@@ -127,7 +127,7 @@ def load_split(folder, split):
 
 
 def main(argv=None):
-    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--split", default="all", choices=(*SPLITS, "all"))
     parser.add_argument("--folder", default="", help="a folder of triplets instead of a split")
     parser.add_argument("--pattern", type=int, default=0,
@@ -136,10 +136,10 @@ def main(argv=None):
     args = parse_args(parser, argv)
     if not args.out:
         parser.error("--out is required")
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
-    device = launch.setup(cfg, log_name="features_log.txt")
+    device = defaults.setup(cfg, log_name="features_log.txt")
     if args.folder:
         groups = {"folder": folder_records(cfg, args.folder)}
         model, protocol = load_model(cfg, device), "market"

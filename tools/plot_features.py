@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import build_dataset  # noqa: E402
-from engine import extract_features, launch  # noqa: E402
+from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
@@ -139,7 +139,7 @@ def split_records(splits, split):
 
 
 def main(argv=None):
-    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, default=20, help="number of identities")
     parser.add_argument("--pattern", type=int, default=0,
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
@@ -147,13 +147,13 @@ def main(argv=None):
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/features)")
     args = parse_args(parser, argv)
     plotting()  # before the minutes of extraction
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     need_weight(cfg)
     if args.ids < 2:
         raise SystemExit(f"--ids {args.ids}: a map needs at least 2 identities")
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "features")
-    device = launch.setup(cfg, log_name="vis_log.txt")
+    device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
     model = load_model(cfg, device, splits)
     if pattern not in model.patterns:

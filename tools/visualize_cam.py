@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import build_dataset, build_test_loader  # noqa: E402
-from engine import extract_features, launch  # noqa: E402
+from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
@@ -89,7 +89,7 @@ def cams(cfg, model, records, score_fn):
 
 
 def main(argv=None):
-    parser = launch.argument_parser(__doc__.splitlines()[0])
+    parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=8, help="number of triplets")
     parser.add_argument("--pattern", type=int, default=0,
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
@@ -99,11 +99,11 @@ def main(argv=None):
     args = parse_args(parser, argv)
     if args.num < 1:
         parser.error(f"--num {args.num}: give at least 1")
-    cfg = launch.load_cfg_or_exit(args)
+    cfg = defaults.load_cfg_or_exit(args)
     need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "cam")
-    device = launch.setup(cfg, log_name="vis_log.txt")
+    device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
     model = load_model(cfg, device, splits)
     if pattern not in model.patterns:

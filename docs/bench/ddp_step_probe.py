@@ -28,7 +28,8 @@ import torch.distributed as dist  # noqa: E402
 from config import load_config  # noqa: E402
 from data import build_dataset, build_train_loader  # noqa: E402
 from engine import Trainer  # noqa: E402
-from engine.launch import autocast, setup  # noqa: E402
+from engine.defaults import setup
+from engine.precision import autocast  # noqa: E402
 from modeling import build_model  # noqa: E402
 from utils import comm  # noqa: E402
 

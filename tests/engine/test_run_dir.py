@@ -40,6 +40,8 @@ def test_resume_compares_schedule_and_model_keys_only():
     saved = load_config(None, ["OUTPUT_DIR", "a"])
     now = load_config(None, ["OUTPUT_DIR", "b", "SOLVER.LOG_PERIOD", 1, "TEST.MISS", "r",
                              "DATALOADER.NUM_WORKERS", 0, "SOLVER.MAX_EPOCHS", 60,
-                             "MODEL.SDTPS_SPARSE_RATIO", 0.6, "INPUT.SIZE_TRAIN", (128, 64)])
+                             "MODEL.SDTPS_SPARSE_RATIO", 0.6, "INPUT.SIZE_TRAIN", (128, 64),
+                             "INPUT.SIZE_TEST", (128, 64)])
     got = [k for k, _, _ in config_changes(saved.dump(), now)]
-    assert got == ["INPUT.SIZE_TRAIN", "MODEL.SDTPS_SPARSE_RATIO", "SOLVER.MAX_EPOCHS"]
+    assert got == ["INPUT.SIZE_TEST", "INPUT.SIZE_TRAIN", "MODEL.SDTPS_SPARSE_RATIO",
+                   "SOLVER.MAX_EPOCHS"]

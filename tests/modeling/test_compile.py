@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from engine.launch import compile_model
+from engine.precision import compile_model
 from modeling import build_model
 from solver import build_optimizer
 

@@ -2,7 +2,6 @@
 logging, output folder and provenance."""
 
 import argparse
-import contextlib
 import importlib.metadata
 import logging
 import os
@@ -207,37 +206,3 @@ def write_config(cfg, derived, prov, name="config.yaml"):
         path = os.path.join(cfg.OUTPUT_DIR, name)
         dump_config(cfg, path, derived=derived, provenance=prov)
         logger.info("config written to %s", path)
-
-
-def amp_dtype(cfg, device):
-    """Autocast dtype of SOLVER.AMP on `device`, or None for full precision.
-
-    auto: bf16 on CUDA devices that support it, fp16 (with a GradScaler) on older GPUs, off on CPU.
-    Explicit bf16 / fp16 are honoured on any device.
-    """
-    mode = cfg.SOLVER.AMP
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
-        return None
-    if mode == "bf16" or (mode == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-def autocast(device, dtype):
-    """torch.autocast for `dtype`, or a no-op context for full precision."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def compile_model(cfg, model):
-    """SOLVER.COMPILE: `model` under torch.compile (SOLVER.COMPILE_MODE, static shapes: one graph
-    per batch shape), sharing its parameters; otherwise `model` itself."""
-    if not cfg.SOLVER.COMPILE:
-        return model
-    return torch.compile(model, mode=cfg.SOLVER.COMPILE_MODE, dynamic=False)
-
-
-def uses_cuda_graphs(cfg):
-    """Whether compiled calls replay CUDA graphs, whose outputs the next replay overwrites."""
-    return cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE == "reduce-overhead"
