@@ -73,7 +73,7 @@ _C.INPUT.MODALITY_DROPOUT_SETS = ()
 # DATASETS
 # ------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
-_C.DATASETS.NAMES = "RGBNT201"  # RGBNT201, RGBNT100 or MSVR310
+_C.DATASETS.NAMES = "RGBNT201"  # RGBNT201, RGBNT100, MSVR310 or WMVEID863
 _C.DATASETS.ROOT_DIR = "data_root"  # folder holding the dataset folders
 _C.DATASETS.VAL_FRACTION = 0.0  # fraction of train ids held out as a validation split (0 = none)
 _C.DATASETS.SKIP_BAD = False  # skip (and count in the log) unreadable samples instead of stopping

@@ -23,7 +23,6 @@ INFO_SECTIONS = ("DERIVED", "PROVENANCE")
 
 FEATURE_DIMS = {"ViT-B-16": 512, "vit_base_patch16_224": 768}
 TRANSFORMER_TYPES = ("ViT-B-16", "vit_base_patch16_224", "tiny_clip", "tiny_vit")
-DATASET_NAMES = ("RGBNT201", "RGBNT100", "MSVR310")
 MISS_CHOICES = ("none", "r", "n", "t", "rn", "rt", "nt")
 
 # DeMo / TransReID keys that were renamed here: old -> new.
@@ -258,9 +257,13 @@ def check(cfg):
         m.TRANSFORMER_TYPE in TRANSFORMER_TYPES,
         f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of {TRANSFORMER_TYPES}",
     )
+    # The dataset registry is the one list of names; imported on use, so `import config` stays
+    # free of torch.
+    from data.datasets import DATASET_REGISTRY
+
     need(
-        cfg.DATASETS.NAMES in DATASET_NAMES,
-        f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {DATASET_NAMES}",
+        cfg.DATASETS.NAMES in DATASET_REGISTRY,
+        f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {tuple(DATASET_REGISTRY.names())}",
     )
     need(m.DEVICE in ("auto", "cuda", "cpu"), f"MODEL.DEVICE {m.DEVICE!r}: use auto, cuda or cpu")
     need(

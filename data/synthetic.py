@@ -1,4 +1,4 @@
-"""Learnable synthetic RGBNT201 / RGBNT100 / MSVR310 sets in the real on-disk layouts.
+"""Learnable synthetic RGBNT201 / RGBNT100 / MSVR310 / WMVEID863 sets in the real on-disk layouts.
 
 Identity cues are split across the modalities: each identity has a code (c_rgb, c_ni, c_ti), each
 component one of 6 values, the triple unique (6^3 = 216 identities at most). RGB shows c_rgb as the
@@ -38,6 +38,9 @@ BANDS = np.array([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 
 TI_ORDER = (3, 5, 1, 4, 0, 2)
 
 # Real counts: (ids, images) per split; query None = the gallery split is also the query (RGBNT201).
+# WMVEID863 takes MSVR310's counts (a vehicle set of the same vis/ni/th, 8-view, scene-named
+# kind): its own split counts are not recorded here, and its 863 ids exceed the 216 codes anyway.
+# New datasets go at the end: a dataset's manifest stream is seeded by its position here.
 DATASETS = {
     "RGBNT201": dict(size=(256, 128), vehicle=False, train=(171, 3951), gallery=(30, 836),
                      query=None, cams=range(1, 5), id_pool=201),
@@ -45,6 +48,8 @@ DATASETS = {
                      query=(50, 1715), cams=range(1, 9), id_pool=600),
     "MSVR310": dict(size=(128, 256), vehicle=True, train=(155, 1032), gallery=(52, 1055),
                     query=(52, 591), cams=range(0, 8), id_pool=310),
+    "WMVEID863": dict(size=(128, 256), vehicle=True, train=(155, 1032), gallery=(52, 1055),
+                      query=(52, 591), cams=range(0, 8), id_pool=863),
 }
 MAX_IDS = len(PALETTE) * len(BANDS) * len(TI_ORDER)
 
@@ -87,22 +92,25 @@ def _file_names(name, pid, cam, scene, j, split_dir):
         return [os.path.join("RGBNT201", split_dir, m, f) for m in ("RGB", "NI", "TI")]
     if name == "RGBNT100":
         return [os.path.join("RGBNT100", "rgbir", split_dir, f"{pid:04d}_c{cam:04d}_{j:03d}.jpg")]
+    # MSVR310 and WMVEID863: <split>/<id>/{vis,ni,th}/VVVV_sSSS_vK_NNN.jpg
     f = f"{pid:04d}_s{scene:03d}_v{cam}_{j:03d}.jpg"
-    return [os.path.join("MSVR310", split_dir, f"{pid:04d}", m, f) for m in ("vis", "ni", "th")]
+    return [os.path.join(name, split_dir, f"{pid:04d}", m, f) for m in ("vis", "ni", "th")]
 
 
 SPLIT_DIRS = {
     "RGBNT201": {"train": "train_171", "gallery": "test"},
     "RGBNT100": {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"},
     "MSVR310": {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query3"},
+    "WMVEID863": {"train": "train", "gallery": "test", "query": "query"},
 }
 
 
 def build_manifest(name, counts, seed=0):
     """One dict per image to write: n (seed index), code, cam, files (paths relative to root).
 
-    Every test id gets its first two gallery images in two different cameras (and, for MSVR310, two
-    different scenes); its queries use the same cameras / scenes, so each query has a valid match.
+    Every test id gets its first two gallery images in two different cameras (and, for MSVR310 and
+    WMVEID863, two different scenes of its 2-3); its queries use the same cameras / scenes, so each
+    query has a valid match under either protocol.
     """
     spec = DATASETS[name]
     rng = np.random.default_rng([seed, 4242, list(DATASETS).index(name)])

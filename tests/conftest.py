@@ -1,8 +1,8 @@
 """Shared fixtures: a tiny synthetic dataset root and smoke configs pointing at it.
 
-`synthetic_root`: a session-wide tmp folder holding RGBNT201, RGBNT100 and MSVR310 in their real
-layouts, 8 train ids x 5 images and 3 test ids, at a quarter of the real image size (persons
-64x32, vehicles 32x64, RGBNT100 strips 32x192).
+`synthetic_root`: a session-wide tmp folder holding every dataset of data.synthetic.DATASETS
+(RGBNT201, RGBNT100, MSVR310, WMVEID863) in their real layouts, 8 train ids x 5 images and 3 test
+ids, at a quarter of the real image size (persons 64x32, vehicles 32x64, RGBNT100 strips 32x192).
 `smoke_cfg(*opts, config="DeMo.yml")`: configs/_smoke/<config> with DATASETS.ROOT_DIR set to
 `synthetic_root`, plus KEY VALUE overrides (e.g. "DATASETS.NAMES", "MSVR310"); frozen.
 """

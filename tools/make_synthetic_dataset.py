@@ -1,10 +1,11 @@
-"""Write learnable synthetic RGBNT201 / RGBNT100 / MSVR310 sets in their real on-disk layouts.
+"""Write learnable synthetic RGBNT201 / RGBNT100 / MSVR310 / WMVEID863 sets in their real layouts.
 
     python tools/make_synthetic_dataset.py datasets_synth --dataset all --scale 0.1
     python tools/make_synthetic_dataset.py datasets_synth --dataset RGBNT201 --scale 1
 
---scale 1 writes the real id and image counts at the real image sizes; smaller scales shrink the id
-and image counts (with floors that keep the smallest sets usable). See data/synthetic.py.
+--scale 1 writes the real id and image counts at the real image sizes (WMVEID863: MSVR310's
+counts); smaller scales shrink the id and image counts (with floors that keep the smallest sets
+usable). See data/synthetic.py.
 """
 
 import argparse

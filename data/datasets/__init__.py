@@ -1,6 +1,8 @@
 """Dataset scanning, building and checking; `build_dataset(cfg)` is the entry point.
 
-Importing this package registers RGBNT201, RGBNT100 and MSVR310 in `DATASET_REGISTRY`.
+Importing this package registers RGBNT201, RGBNT100, MSVR310 and WMVEID863 in `DATASET_REGISTRY`.
+A registered class has `num_cameras`, `layout` (text for error messages), `scan(root, modalities)`
+and either a fixed `protocol` or `choose_protocol(parts)`, which picks it from the scanned records.
 """
 
 import logging
@@ -9,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
-from . import msvr310, rgbnt100, rgbnt201  # noqa: F401  (registration)
+from . import msvr310, rgbnt100, rgbnt201, wmveid863  # noqa: F401  (registration)
 from .base import (
     CONVERTED_MODES,
     DATASET_REGISTRY,
@@ -34,8 +36,9 @@ def scan_dataset(root, name, modalities):
     ds = DATASET_REGISTRY.get(name)
     parts, problems = ds.scan(root, tuple(modalities))
     problems += duplicate_names(parts)
+    protocol = ds.choose_protocol(parts) if hasattr(ds, "choose_protocol") else ds.protocol
     splits = DatasetSplits(name, parts["train"], parts["query"], parts["gallery"],
-                           num_cameras=ds.num_cameras, protocol=ds.protocol)
+                           num_cameras=ds.num_cameras, protocol=protocol)
     splits.num_train_pids = len({r.pid for r in splits.train})
     for split in ("train", "query", "gallery"):
         if not problems and not getattr(splits, split):

@@ -10,7 +10,8 @@ from data.datasets import find_problems, read_images
 
 
 @pytest.mark.parametrize("name, cams, protocol, n_query", [
-    ("RGBNT201", 4, "market", 15), ("RGBNT100", 8, "market", None), ("MSVR310", 8, "scene", None)])
+    ("RGBNT201", 4, "market", 15), ("RGBNT100", 8, "market", None), ("MSVR310", 8, "scene", None),
+    ("WMVEID863", 8, "scene", None)])
 def test_splits(smoke_cfg, name, cams, protocol, n_query):
     s = build_dataset(smoke_cfg("DATASETS.NAMES", name))
     assert (s.name, s.num_cameras, s.protocol) == (name, cams, protocol)
@@ -22,7 +23,7 @@ def test_splits(smoke_cfg, name, cams, protocol, n_query):
         assert [r.key for r in s.query] == [r.key for r in s.gallery]
     for r in s.train + s.query + s.gallery:
         assert set(r.files) == {"RGB", "NI", "TI"} and 0 <= r.camid < cams
-        assert (r.sceneid >= 0) == (name == "MSVR310")
+        assert (r.sceneid >= 0) == (name in ("MSVR310", "WMVEID863"))
     # every query keeps a valid match under its protocol
     field = "sceneid" if protocol == "scene" else "camid"
     for q in s.query:

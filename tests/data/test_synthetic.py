@@ -13,6 +13,8 @@ REAL = {
     "RGBNT201": {"train": (171, 3951), "gallery": (30, 836)},
     "RGBNT100": {"train": (50, 8675), "gallery": (50, 8575), "query": (50, 1715)},
     "MSVR310": {"train": (155, 1032), "gallery": (52, 1055), "query": (52, 591)},
+    # MSVR310's counts: WMVEID863's split counts are not recorded (data/synthetic.py DATASETS)
+    "WMVEID863": {"train": (155, 1032), "gallery": (52, 1055), "query": (52, 591)},
 }
 
 

@@ -16,7 +16,7 @@ def run_check(root, *opts):
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("name", ["RGBNT201", "RGBNT100", "MSVR310"])
+@pytest.mark.parametrize("name", ["RGBNT201", "RGBNT100", "MSVR310", "WMVEID863"])
 def test_good_folder(synthetic_root, name):
     out = run_check(synthetic_root, "DATASETS.NAMES", name)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -111,3 +111,21 @@ def test_msvr310_id_folder_must_match_file_names(synthetic_root, tmp_path):
     (hit,) = [x for x in out.stdout.splitlines() if "id folder" in x]
     assert str(train / b / "vis" / name) in hit and f"id {a}" in hit and str(train / b) in hit
     assert "1 problem(s)" in out.stdout
+def test_broken_wmveid863_copy_lists_every_file(synthetic_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(os.path.join(synthetic_root, "WMVEID863"), root / "WMVEID863")
+    ident = sorted(os.listdir(root / "WMVEID863" / "test"))[0]
+    id_dir = root / "WMVEID863" / "test" / ident
+    names = sorted(os.listdir(id_dir / "vis"))
+    os.remove(id_dir / "th" / names[0])  # missing th file
+    os.rename(id_dir / "th" / names[1], id_dir / "th" / "0001_s001_v1_999.jpg")  # name mismatch
+    with open(id_dir / "ni" / names[2], "wb") as f:  # unreadable: not an image at all
+        f.write(b"not a jpeg")
+    out = run_check(root, "DATASETS.NAMES", "WMVEID863")
+    assert out.returncode == 1
+    assert "WMVEID863 (scene protocol, 8 cameras)" in out.stdout
+    assert f"missing sibling modality file {id_dir / 'th' / names[0]}" in out.stdout
+    assert f"missing sibling modality file {id_dir / 'th' / names[1]}" in out.stdout
+    assert f"missing sibling modality file {id_dir / 'vis' / '0001_s001_v1_999.jpg'}" in out.stdout
+    assert f"unreadable or truncated image {id_dir / 'ni' / names[2]}" in out.stdout
+    assert "5 problem(s)" in out.stdout
