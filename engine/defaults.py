@@ -14,8 +14,11 @@ import numpy as np
 import torch
 
 from config import ConfigError, dump_config, load_config
+from data.datasets.base import DATASET_REGISTRY
+from modeling import build_model, load_weights
 from utils import comm
 from utils.logger import capture_records, flush_pending, setup_logger
+from utils.safe_load import WeightsFileError, load_file
 
 logger = logging.getLogger(__name__)
 
@@ -206,3 +209,48 @@ def write_config(cfg, derived, prov, name="config.yaml"):
         path = os.path.join(cfg.OUTPUT_DIR, name)
         dump_config(cfg, path, derived=derived, provenance=prov)
         logger.info("config written to %s", path)
+
+
+def need_weight(cfg):
+    if not cfg.TEST.WEIGHT:
+        config_error_exit(ConfigError(
+            "TEST.WEIGHT is empty: give the checkpoint, e.g. TEST.WEIGHT output/model_final.pth"))
+
+
+def checkpoint_sizes(path):
+    """(num_classes, num_cameras or None) read from a checkpoint's classifier / SIE shapes."""
+    sd = load_file(path, "TEST.WEIGHT")
+    sd = sd.get("model", sd) if isinstance(sd, dict) else sd
+    classes = next((v.shape[0] for k, v in sd.items() if str(k).endswith("classifier.weight")),
+                   None) if isinstance(sd, dict) else None
+    if classes is None:
+        raise WeightsFileError(f"TEST.WEIGHT {path} holds no classifier weights: not a checkpoint "
+                               "of this framework (convert DeMo's with "
+                               "tools/convert_demo_checkpoint.py)")
+    cams = sd["sie.weight"].shape[0] if "sie.weight" in sd else None
+    return classes, cams
+
+
+def load_model(cfg, device, splits=None):
+    """The model of cfg with TEST.WEIGHT loaded, in eval mode. Without `splits` the class and
+    camera counts come from the checkpoint (a folder of triplets has no train split)."""
+    if splits is not None:
+        classes, cams = splits.num_train_pids, splits.num_cameras
+    else:
+        classes, cams = checkpoint_sizes(cfg.TEST.WEIGHT)
+        cams = cams or DATASET_REGISTRY.get(cfg.DATASETS.NAMES).num_cameras
+    model = build_model(cfg, classes, cams).to(device)
+    load_weights(model, cfg.TEST.WEIGHT, cfg)
+    return model.eval()
+
+
+def run_cli(main, argv=None):
+    """Run a tool's `main(argv)`; a config error or a refused weights file ends it with one line on
+    stderr and exit status 2, as in train_net.py and test_net.py."""
+    try:
+        return main(argv)
+    except ConfigError as e:
+        config_error_exit(e)
+    except WeightsFileError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)

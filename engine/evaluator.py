@@ -22,10 +22,10 @@ from utils.checkpoint import load_checkpoint
 from utils.events import EventWriter
 from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
-from utils.visualize import write_token_maps
 
 from .defaults import provenance
 from .precision import amp_dtype, autocast, compile_model, uses_cuda_graphs
+from .token_maps import write_token_maps
 
 logger = logging.getLogger(__name__)
 

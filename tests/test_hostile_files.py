@@ -25,9 +25,10 @@ import torch
 
 import train_net
 from config import load_config
+from engine import defaults
 from modeling import build_model, load_weights
 from modeling.backbones.checkpoint import load_pretrained
-from tools import convert_demo_checkpoint, extract_features
+from tools import convert_demo_checkpoint
 from utils.checkpoint import LAST, Checkpointer, read_last
 from utils.safe_load import WeightsFileError, load_file
 
@@ -210,7 +211,7 @@ def _convert_demo(ctx, path, tmp_path):
 
 def _extract_features(ctx, path, tmp_path):
     cfg = load_config(SMOKE, ["TEST.WEIGHT", str(path)])
-    extract_features.load_model(cfg, torch.device("cpu"))
+    defaults.load_model(cfg, torch.device("cpu"))
 
 
 ENTRY_POINTS = {

@@ -11,13 +11,12 @@ import logging
 import os
 import sys
 
-import torch
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from config import load_config  # noqa: E402
+from config import ConfigError, load_config  # noqa: E402
 from modeling import build_model, load_weights  # noqa: E402
 from modeling.convert import convert_demo_state_dict, is_demo_state_dict  # noqa: E402
+from utils.checkpoint import atomic_save  # noqa: E402
 from utils.safe_load import WeightsFileError, load_file  # noqa: E402
 
 
@@ -38,7 +37,7 @@ def convert(cfg, src, dst):
         cfg, num_classes, ours["sie.weight"].shape[0] if "sie.weight" in ours else 1
     )
     load_weights(model, ours, cfg)
-    torch.save({"model": model.state_dict()}, dst)
+    atomic_save({"model": model.state_dict()}, dst)
     return len(ours)
 
 
@@ -55,4 +54,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConfigError, ValueError) as e:  # a refused or foreign file, a bad config: one line
+        sys.exit(f"error: {e}")

@@ -31,7 +31,7 @@ from data import build_dataset  # noqa: E402
 from engine import defaults  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
 from engine.modality_suite import any_to_any, missing_suite  # noqa: E402
-from tools.extract_features import load_model, load_split, need_weight, parse_args  # noqa: E402
+from utils.feature_files import load_split  # noqa: E402
 from utils.heatmap import write_heatmap  # noqa: E402
 
 AVERAGE = "avg missing"
@@ -188,7 +188,7 @@ def main(argv=None):
     parser.add_argument("--any-to-any", action="store_true",
                         help="the query set x gallery set matrix of every non-empty modality set "
                              "(7 x 7 for three modalities): table, JSON and a heat-map PNG")
-    args = parse_args(parser, argv)
+    args = parser.parse_args(argv)
     if args.seeds:  # nargs="+" also takes the KEY VALUE pairs that follow the seeds
         n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
                  len(args.seeds))
@@ -210,17 +210,17 @@ def main(argv=None):
                 config_file=args.config_file, opts=[*opts, "TEST.WEIGHT", weight]))
             device = defaults.setup(c, log_name="suite_log.txt")
             splits = build_dataset(c)
-            runs.append(run_suite(c, load_model(c, device, splits), splits))
+            runs.append(run_suite(c, defaults.load_model(c, device, splits), splits))
             weights.append(weight)
         results = seed_stats(runs)
         title = f"{cfg.DATASETS.NAMES}: mean ± std over seeds {' '.join(map(str, args.seeds))}"
         write(out, results, title, {"seeds": args.seeds, "weights": weights,
                                     "config": args.config_file})
         return results
-    need_weight(cfg)
+    defaults.need_weight(cfg)
     device = defaults.setup(cfg, log_name="suite_log.txt")
     splits = build_dataset(cfg)
-    model = load_model(cfg, device, splits)
+    model = defaults.load_model(cfg, device, splits)
     if args.any_to_any:
         title = f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}"
         return any_to_any_report(cfg, model, splits, out, title)
@@ -231,4 +231,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    defaults.run_cli(main)

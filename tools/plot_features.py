@@ -29,7 +29,6 @@ from data import build_dataset  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
-from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -145,17 +144,17 @@ def main(argv=None):
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/features)")
-    args = parse_args(parser, argv)
+    args = parser.parse_args(argv)
     plotting()  # before the minutes of extraction
     cfg = defaults.load_cfg_or_exit(args)
-    need_weight(cfg)
+    defaults.need_weight(cfg)
     if args.ids < 2:
         raise SystemExit(f"--ids {args.ids}: a map needs at least 2 identities")
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "features")
     device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
-    model = load_model(cfg, device, splits)
+    model = defaults.load_model(cfg, device, splits)
     if pattern not in model.patterns:
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     records = split_records(splits, args.split)
@@ -178,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    defaults.run_cli(main)

@@ -26,7 +26,6 @@ from data import build_dataset, build_test_loader  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
-from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
 from utils.cam import block_cams, cam_to_image, logit_score, similarity_score  # noqa: E402
 from utils.visualize import (  # noqa: E402
     cam_figure,
@@ -96,16 +95,16 @@ def main(argv=None):
     parser.add_argument("--split", default="query", choices=("query", "train"),
                         help="query: similarity target; train: classifier-logit target")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/cam)")
-    args = parse_args(parser, argv)
+    args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num {args.num}: give at least 1")
     cfg = defaults.load_cfg_or_exit(args)
-    need_weight(cfg)
+    defaults.need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "cam")
     device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
-    model = load_model(cfg, device, splits)
+    model = defaults.load_model(cfg, device, splits)
     if pattern not in model.patterns:
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     pool = getattr(splits, args.split)
@@ -139,4 +138,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    defaults.run_cli(main)

@@ -24,7 +24,6 @@ from data import build_dataset  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
-from tools.extract_features import load_model, need_weight, parse_args  # noqa: E402
 from utils.metrics import pairwise_distance  # noqa: E402
 from utils.visualize import (  # noqa: E402
     display_images,
@@ -64,16 +63,16 @@ def main(argv=None):
     parser.add_argument("--pattern", type=int, default=0,
                         help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_ranks)")
-    args = parse_args(parser, argv)
+    args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num {args.num}: give at least 1")
     cfg = defaults.load_cfg_or_exit(args)
-    need_weight(cfg)
+    defaults.need_weight(cfg)
     pattern = args.pattern or cfg.TEST.RETURN_PATTERN
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "vis_ranks")
     device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
-    model = load_model(cfg, device, splits)
+    model = defaults.load_model(cfg, device, splits)
     if pattern not in model.patterns:
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     query = [splits.query[i] for i in spread_indices(splits.query, args.num)]
@@ -104,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    defaults.run_cli(main)

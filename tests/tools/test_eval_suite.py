@@ -40,7 +40,7 @@ def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
     from config import load_config
     from data import build_dataset
     from engine import evaluate
-    from tools.extract_features import load_model
+    from engine.defaults import load_model
 
     res = eval_suite.main([*sdtps_args, "--any-to-any", "--out", str(tmp_path)])
     assert len(res) == 49

@@ -152,7 +152,7 @@ def test_vis_tokens_hook_writes_tensorboard_images(sdtps_args, tmp_path, smoke_c
 
     from data import build_dataset
     from engine import evaluate
-    from tools.extract_features import load_model
+    from engine.defaults import load_model
 
     cfg = smoke_cfg("DATASETS.ROOT_DIR", sdtps_args[3], "TEST.WEIGHT", sdtps_args[5],
                     "OUTPUT_DIR", str(tmp_path), "TEST.VIS_TOKENS", "True", config="DeMo_SDTPS.yml")
