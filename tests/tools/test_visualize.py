@@ -153,11 +153,17 @@ def test_vis_tokens_hook_writes_tensorboard_images(sdtps_args, tmp_path, smoke_c
     from data import build_dataset
     from engine import evaluate
     from engine.defaults import load_model
+    from utils.events import EventWriter
 
     cfg = smoke_cfg("DATASETS.ROOT_DIR", sdtps_args[3], "TEST.WEIGHT", sdtps_args[5],
                     "OUTPUT_DIR", str(tmp_path), "TEST.VIS_TOKENS", "True", config="DeMo_SDTPS.yml")
     splits = build_dataset(cfg)
-    evaluate(cfg, load_model(cfg, torch.device("cpu"), splits), splits, step=3)
+    model = load_model(cfg, torch.device("cpu"), splits)
+    evaluate(cfg, model, splits, step=3)  # no writer: nothing is written
+    assert os.listdir(tmp_path) == []
+    writer = EventWriter(str(tmp_path))
+    evaluate(cfg, model, splits, writer=writer, step=3)
+    writer.close()
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     acc.Reload()
     assert "tokens/sample0" in acc.Tags()["images"]
