@@ -37,12 +37,16 @@ def parse(argv):
                    help="runs at once (default: 1 on the CPU, "
                         f"{compare.GPU_RUNS_PER_DEVICE} per GPU)")
     p.add_argument("--dry-run", action="store_true", help="show each run's state and stop")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every run")
-    args = p.parse_args(argv)
+    p.epilog = "KEY VALUE overrides for every run may come anywhere among the options."
+    # The overrides are what argparse does not know, so options may also follow them.
+    args, rest = p.parse_known_args(argv)
+    flags = [t for t in rest if t.startswith("--")]
+    if flags:
+        raise compare.StudyError(f"unknown option {flags[0]} (see --help)")
     # nargs="+" also takes the KEY VALUE pairs that follow the seeds
     n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
              len(args.seeds))
-    args.opts, args.seeds = args.seeds[n:] + args.opts, [int(s) for s in args.seeds[:n]]
+    args.opts, args.seeds = args.seeds[n:] + rest, [int(s) for s in args.seeds[:n]]
     opts, out = compare.split_overrides(args.opts)
     if args.out and out and os.path.abspath(args.out) != os.path.abspath(out):
         raise compare.StudyError(f"--out {args.out} and OUTPUT_DIR {out} disagree; give one")

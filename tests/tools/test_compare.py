@@ -192,6 +192,8 @@ def test_live_runs_and_a_second_study_are_refused(planned, tmp_path):
                                                                           "give one"),
     (["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LRR", "1"], "compare: unknown config key "
                                                                  "SOLVER.BASE_LRR"),
+    (["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LR", "1", "--paralel", "2"],
+     "compare: unknown option --paralel (see --help)"),
 ])
 def test_bad_input_gets_one_line(argv, message, capsys, tmp_path):
     if "--out" not in argv:
@@ -205,7 +207,10 @@ def test_bad_input_gets_one_line(argv, message, capsys, tmp_path):
 def test_seeds_then_overrides_then_options(tmp_path, capsys):
     out = tmp_path / "study"
     argv = ["--config", DEMO, "--seeds", "4", "7", "SOLVER.MAX_EPOCHS", "3", "--out", str(out),
-            "--dry-run"]
+            "TEST.RE_RANKING", "True", "--dry-run"]
+    args, opts, got_out = compare_tool.parse(argv)
+    assert (args.seeds, opts, got_out, args.dry_run) == (
+        [4, 7], ["SOLVER.MAX_EPOCHS", "3", "TEST.RE_RANKING", "True"], str(out), True)
     assert compare_tool.main(argv) == 0
     assert not (out / "RGBNT201-DeMo").exists()  # a dry run trains nothing
     study = compare.plan([DEMO], [4, 7], ["SOLVER.MAX_EPOCHS", "3"], str(out))
