@@ -152,7 +152,7 @@ def plan(config_files, seeds, opts, out):
     inputs that cannot make a study, and for a folder that holds a run of another config or
     a run that is still going."""
     if not config_files:
-        raise StudyError("give two or more configs: --config A.yml --config B.yml")
+        raise StudyError("give the configs to compare: --config A.yml --config B.yml")
     if not seeds:
         raise StudyError("give the seeds: --seeds 1 2 3")
     for s in seeds:

@@ -175,7 +175,7 @@ def test_live_runs_and_a_second_study_are_refused(planned, tmp_path):
     (["--config", DEMO, "--config", DEMO, "--seeds", "1"], f"compare: --config {DEMO} is given "
                                                            "twice"),
     (["--config", DEMO], "compare: give the seeds: --seeds 1 2 3"),
-    (["--seeds", "1"], "compare: give two or more configs: --config A.yml --config B.yml"),
+    (["--seeds", "1"], "compare: give the configs to compare: --config A.yml --config B.yml"),
     (["--config", DEMO, "--seeds", "1", "1"], "compare: --seeds: seed 1 is given twice"),
     (["--config", DEMO, "--seeds", "-3"], "compare: --seeds: -3 is negative; seeds are integers "
                                           ">= 0"),
