@@ -5,17 +5,15 @@ every query modality set against every gallery set, with a heat map.
 
     python tools/eval_suite.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT model.pth
     python tools/eval_suite.py --config_file X TEST.WEIGHT model.pth --any-to-any
-    python tools/eval_suite.py --config_file X --seeds 0 1 2    # train once per seed, mean +- std
     python tools/eval_suite.py --config_file X --features feats/  # saved query / gallery features
 
 Features are extracted once per setting (7 passes) and every pattern is ranked from them, with the
-evaluation's own ranking (engine.evaluator). --seeds trains through train_net.py's path into
-OUTPUT_DIR/seed_<s>/ and evaluates each model_final.pth. --features ranks the files of
+evaluation's own ranking (engine.evaluator). --features ranks the files of
 tools/extract_features.py (one setting, one pattern: those they were extracted with).
-Output: --out (default OUTPUT_DIR/eval_suite)/suite.md and suite.json.
+Output: --out (default OUTPUT_DIR/eval_suite)/suite.md and suite.json. Several seeds of a config,
+with their uncertainty: tools/compare.py.
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +24,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import train_net  # noqa: E402
 from data import build_dataset  # noqa: E402
 from engine import defaults  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
@@ -127,20 +124,9 @@ def features_suite(cfg, folder):
     return {meta["miss"]: {int(meta["pattern"]): m}}, meta
 
 
-def seed_stats(runs):
-    """[results per seed] -> {setting: {pattern: {metric: {"mean", "std", "values"}}}}."""
-    first = runs[0]
-    return {s: {p: {k: {"mean": statistics.fmean(v := [r[s][p][k] for r in runs]),
-                        "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
-                    for k in first[s][p]} for p in first[s]} for s in first}
-
-
 def cell(m):
-    """'mAP / R1' of one metrics dict (plain numbers, or seed statistics: mean ± std)."""
-    def one(v):
-        return f"{v['mean']:.2f} ± {v['std']:.2f}" if isinstance(v, dict) else f"{v:.2f}"
-
-    return " / ".join(one(m[k]) for k in METRICS)
+    """'mAP / R1' of one metrics dict."""
+    return " / ".join(f"{m[k]:.2f}" for k in METRICS)
 
 
 def markdown(results, title):
@@ -168,20 +154,8 @@ def write(out, results, title, extra):
     print(f"written to {out}/suite.md and suite.json")
 
 
-def train_seed(args, seed):
-    """Trains the config once with SOLVER.SEED seed (train_net.py's main) -> model_final.pth."""
-    cfg = defaults.load_cfg_or_exit(args)
-    out = os.path.join(cfg.OUTPUT_DIR, f"seed_{seed}")
-    opts = [*args.opts, "SOLVER.SEED", str(seed), "OUTPUT_DIR", out]
-    train_net.main(argparse.Namespace(config_file=args.config_file, opts=opts, resume=False,
-                                      eval_only=False))
-    return opts, os.path.join(out, "model_final.pth")
-
-
 def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--seeds", nargs="+", default=None, metavar="SEED",
-                        help="train once per seed (SOLVER.SEED) and report mean / std")
     parser.add_argument("--features", default="",
                         help="evaluate the query / gallery files of tools/extract_features.py")
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/eval_suite)")
@@ -189,11 +163,6 @@ def main(argv=None):
                         help="the query set x gallery set matrix of every non-empty modality set "
                              "(7 x 7 for three modalities): table, JSON and a heat-map PNG")
     args = parser.parse_args(argv)
-    if args.seeds:  # nargs="+" also takes the KEY VALUE pairs that follow the seeds
-        n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
-                 len(args.seeds))
-        args.opts = args.seeds[n:] + args.opts
-        args.seeds = [int(s) for s in args.seeds[:n]]
     cfg = defaults.load_cfg_or_exit(args)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "eval_suite")
     if args.features:
@@ -201,21 +170,6 @@ def main(argv=None):
         extra = {k: meta[k] for k in ("weight", "dataset", "protocol", "pattern", "miss")}
         write(out, results, f"{meta['dataset']}: saved features {args.features}",
               {**extra, "features": args.features})
-        return results
-    if args.seeds:
-        runs, weights = [], []
-        for seed in args.seeds:
-            opts, weight = train_seed(args, seed)
-            c = defaults.load_cfg_or_exit(argparse.Namespace(
-                config_file=args.config_file, opts=[*opts, "TEST.WEIGHT", weight]))
-            device = defaults.setup(c, log_name="suite_log.txt")
-            splits = build_dataset(c)
-            runs.append(run_suite(c, defaults.load_model(c, device, splits), splits))
-            weights.append(weight)
-        results = seed_stats(runs)
-        title = f"{cfg.DATASETS.NAMES}: mean ± std over seeds {' '.join(map(str, args.seeds))}"
-        write(out, results, title, {"seeds": args.seeds, "weights": weights,
-                                    "config": args.config_file})
         return results
     defaults.need_weight(cfg)
     device = defaults.setup(cfg, log_name="suite_log.txt")

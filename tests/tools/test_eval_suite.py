@@ -26,14 +26,6 @@ def test_suite_table(sdtps_args, tmp_path):
     assert saved["rt"]["2"]["R1"] == pytest.approx(res["rt"][2]["R1"])
 
 
-def test_seed_statistics_and_table():
-    runs = [{"none": {1: {"mAP": m, "R1": r}}} for m, r in ((50.0, 60.0), (52.0, 64.0))]
-    stats = eval_suite.seed_stats(runs)
-    assert stats["none"][1]["mAP"]["mean"] == 51.0
-    assert stats["none"][1]["R1"]["std"] == pytest.approx(2 ** 1.5)
-    assert "51.00 ± 1.41 / 62.00 ± 2.83" in eval_suite.markdown(stats, "seeds")
-
-
 def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
     """The 7 x 7 matrix from 7 extractions: its diagonal is DeMo's TEST.MISS setting, an
     off-diagonal cell the evaluation with TEST.QUERY_MODALITIES / GALLERY_MODALITIES."""
