@@ -260,9 +260,9 @@ def _predictor_grads(dtype):
 
 
 def test_score_predictor_gradient_survives_fp16_autocast():
-    """In fp16 the predictor's gradient (2.5e-10 at fc2's output here, ~1e-11 in the real model
-    under GradScaler's scale) is below fp16's smallest subnormal (6e-8) and would be lost; the
-    predictor runs in fp32, so it matches the fp32 gradient."""
+    """The predictor's gradient here (about 1e-10 at fc2's output) is below fp16's smallest
+    subnormal (6e-8), as the real model's (median 1e-8) is once GradScaler's scale falls below
+    2^3; in fp16 it would be 0. The predictor runs in fp32, so it matches the fp32 gradient."""
     ref, got = _predictor_grads(torch.float32), _predictor_grads(torch.float16)
     assert got.abs().sum() > 0
     assert float((ref @ got) / (ref.norm() * got.norm())) > 0.9999
