@@ -38,8 +38,22 @@ _C.MODEL.USE_SDTPS = False  # SDTPS fusion head; exclusive: turns HDM and ATM of
 _C.MODEL.SDTPS_SPARSE_RATIO = 0.5  # fraction of patches kept by TokenSparse, in (0, 1)
 _C.MODEL.SDTPS_AGGR_RATIO = 0.4  # TokenAggregation outputs int(N * AGGR * SPARSE) tokens, in (0, 1]
 _C.MODEL.SDTPS_BETA = 0.25  # s = (1 - 2 beta) s_pred + beta (s_a + s_b + 2 s_self)
-_C.MODEL.SDTPS_USE_GUMBEL = False  # straight-through Gumbel-softmax decision matrix (training only)
-_C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel-softmax temperature
+_C.MODEL.SDTPS_USE_GUMBEL = False  # Gumbel-softmax decision matrix in training (SDTPS_GUMBEL_MODE)
+# With SDTPS_USE_GUMBEL True, what the Gumbel noise g does in training (evaluation is always the
+# plain top-K of the scores s; a mode other than ste with SDTPS_USE_GUMBEL False is an error):
+#   ste: the same top-K as without Gumbel, so the training forward is unchanged; the backward gives
+#        the kept patches' scores a gradient through softmax((s + g) / tau) (straight-through).
+#   sample: the kept set is the top-K of s + g, a fresh draw every step (K patches sampled without
+#        replacement from softmax(s)); same straight-through backward. s lies in [0, 1 + 2 beta],
+#        so noise of scale 1 reshuffles most of the selection, and tau does not change which
+#        patches are kept (only how sharp the backward is).
+#   soft: no hard choice in training: all N patches enter the aggregation, weighted by a relaxed
+#        top-K of (s + g) / tau (weights in (0, 1) summing to K); the extra token pools the
+#        patches by 1 - that weight. Tends to `sample` as tau -> 0; at tau 1 most weights are far
+#        from 0 and 1, so training mixes in patches that evaluation drops.
+_C.MODEL.SDTPS_GUMBEL_MODE = "ste"
+_C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel temperature (ste / sample: of the backward; soft: weights)
+_C.MODEL.SDTPS_SCORE_GRAD = False  # True: the cosine guide scores carry gradient (backbone, PIFE)
 _C.MODEL.SDTPS_LOSS_WEIGHT = 1.0  # scale of the SDTPS (ID + triplet) loss pair
 # Tiny backbones (tiny_clip / tiny_vit) for CPU tests and the demo; ignored by the ViT-B/16 types.
 _C.MODEL.TINY = CN()

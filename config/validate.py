@@ -281,6 +281,12 @@ def check(cfg):
     )
     need(0.0 <= m.SDTPS_BETA <= 0.5, f"MODEL.SDTPS_BETA must be in [0, 0.5], got {m.SDTPS_BETA}")
     need(m.SDTPS_GUMBEL_TAU > 0, f"MODEL.SDTPS_GUMBEL_TAU must be > 0, got {m.SDTPS_GUMBEL_TAU}")
+    gumbel_modes = ("ste", "sample", "soft")
+    need(m.SDTPS_GUMBEL_MODE in gumbel_modes,
+         f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} is not one of {gumbel_modes}")
+    need(m.SDTPS_GUMBEL_MODE == "ste" or m.SDTPS_USE_GUMBEL,
+         f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} needs MODEL.SDTPS_USE_GUMBEL True "
+         "(without it training uses the plain top-K); set it, or leave the mode at 'ste'")
     need(0.0 <= m.LABEL_SMOOTH < 1.0, f"MODEL.LABEL_SMOOTH must be in [0, 1), got {m.LABEL_SMOOTH}")
     need(
         len(i.MODALITIES) == 3 and len(set(i.MODALITIES)) == 3,

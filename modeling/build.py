@@ -39,6 +39,8 @@ def build_model(cfg, num_classes, num_cameras):
             m.SDTPS_USE_GUMBEL,
             m.SDTPS_GUMBEL_TAU,
             n_mod,
+            gumbel_mode=m.SDTPS_GUMBEL_MODE,
+            score_grad=m.SDTPS_SCORE_GRAD,
         )
     model = MultiModalReID(cfg, backbone, pife, hdm, atm, sdtps, num_classes, num_cameras)
     logger.info(
