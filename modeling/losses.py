@@ -13,10 +13,18 @@ def id_loss(logits, pids, epsilon=0.1):
 
 
 def pairwise_euclidean(x):
-    """x (B, D) -> Euclidean distances (B, B), clamped away from 0 so sqrt stays differentiable."""
-    sq = x.pow(2).sum(dim=1, keepdim=True)
-    d2 = sq + sq.t() - 2 * (x @ x.t())
-    return d2.clamp_min(1e-12).sqrt()
+    """x (B, D) -> Euclidean distances (B, B) in fp32, clamped away from 0 so sqrt stays
+    differentiable.
+
+    Autocast is off here: under fp16 autocast `x @ x.t()` would run in fp16, overflowing once
+    feature norms pass about 181 (the loss then sits at ln 2 with zero gradient, and GradScaler
+    sees nothing) and losing the small differences between near-identical features.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        x = x.float()
+        sq = x.pow(2).sum(dim=1, keepdim=True)
+        d2 = sq + sq.t() - 2 * (x @ x.t())
+        return d2.clamp_min(1e-12).sqrt()
 
 
 def triplet_loss(feat, pids, margin=None):

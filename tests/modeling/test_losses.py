@@ -33,3 +33,21 @@ def test_label_smoothed_cross_entropy_by_hand():
     logp = logits.log_softmax(dim=1)[0]
     expected = -(0.9 + 0.1 / 3) * logp[0] - (0.1 / 3) * (logp[1] + logp[2])
     assert id_loss(logits, torch.tensor([0]), 0.1).item() == pytest.approx(expected.item(), 1e-6)
+
+
+def test_triplet_distances_stay_fp32_under_fp16_autocast():
+    """Features of norm ~400 overflow fp16's x @ x.t(): the loss must still see the distances."""
+    import torch
+
+    from modeling.losses import pairwise_euclidean, triplet_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(8, 64, generator=g) * 50).requires_grad_()
+    pids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    want = triplet_loss(x, pids)
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = triplet_loss(x.half(), pids)
+        assert pairwise_euclidean(x.half()).dtype == torch.float32
+    assert torch.isfinite(got) and abs(got.item() - want.item()) < 1e-2 * max(1.0, want.item())
+    got.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
