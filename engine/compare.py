@@ -21,7 +21,6 @@ OUT/compare.lock; a run folder whose train.lock is held by a live run stops the 
 """
 
 import dataclasses
-import fcntl
 import logging
 import os
 import shutil
@@ -171,7 +170,7 @@ def plan(config_files, seeds, opts, out):
     try:
         entries, runs = _entries_and_runs(files, seeds, opts, out)
     except BaseException:
-        lock.close()
+        lock.release()
         raise
     return Study(out, list(seeds), list(opts), entries, runs, lock)
 
@@ -273,27 +272,20 @@ def _check_not_running(folder):
 def lock_study(out):
     """Hold OUT/compare.lock for the life of this process (released by the kernel when it ends,
     even killed): two studies must not run the same runs at once."""
-    os.makedirs(out, exist_ok=True)
-    f = open(os.path.join(out, STUDY_LOCK), "a+")
+    lock = RunLock(out, STUDY_LOCK, "the study folder {folder} is in use by another "
+                   "tools/compare.py ({holder}): wait for it to end, or stop it")
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise StudyError(f"the study folder {out} is in use by another tools/compare.py "
-                         f"({holder}): wait for it to end, or stop it") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-    f.flush()
-    return f
+        lock.acquire()
+    except RunDirError as e:
+        raise StudyError(str(e)) from None
+    lock.stamp()
+    return lock
 
 
 def release(study):
     """Let go of OUT/compare.lock (also released when the process ends)."""
     if study.lock is not None:
-        study.lock.close()
+        study.lock.release()
         study.lock = None
 
 

@@ -254,3 +254,21 @@ def run_cli(main, argv=None):
     except WeightsFileError as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
+
+
+def tool_model(args, pattern=None, log_name="vis_log.txt"):
+    """The picture tools' start: the config of `args` with TEST.WEIGHT required, the device and
+    logger, the dataset and the model with its weights, and the return_pattern to show (`pattern`
+    or TEST.RETURN_PATTERN, refused when the model lacks it). -> (cfg, device, splits, model,
+    pattern)."""
+    from data import build_dataset
+
+    cfg = load_cfg_or_exit(args)
+    need_weight(cfg)
+    device = setup(cfg, log_name=log_name)
+    splits = build_dataset(cfg)
+    model = load_model(cfg, device, splits)
+    pattern = pattern or cfg.TEST.RETURN_PATTERN
+    if pattern not in model.patterns:
+        raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
+    return cfg, device, splits, model, pattern

@@ -57,10 +57,16 @@ def run_files(output_dir):
 
 
 class RunLock:
-    """The exclusive lock of a run folder, held until `release()` or the process ends."""
+    """The exclusive lock of a folder (OUTPUT_DIR/train.lock for a run), held until `release()`
+    or the process ends. `busy`: the message when another process holds it, with {folder} and
+    {holder} (its pid, host and start time)."""
 
-    def __init__(self, output_dir):
-        self.path = os.path.join(output_dir, LOCK)
+    BUSY = ("OUTPUT_DIR {folder} is in use by a live run ({holder}): wait for it to end, stop it, "
+            "or choose another OUTPUT_DIR")
+
+    def __init__(self, output_dir, name=LOCK, busy=BUSY):
+        self.path = os.path.join(output_dir, name)
+        self.busy = busy
         self._file = None
 
     def acquire(self):
@@ -72,9 +78,8 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunDirError(
-                f"OUTPUT_DIR {os.path.dirname(self.path)} is in use by a live run ({holder}): "
-                "wait for it to end, stop it, or choose another OUTPUT_DIR") from None
+            raise RunDirError(self.busy.format(folder=os.path.dirname(self.path),
+                                               holder=holder)) from None
         self._file = f
         return self
 

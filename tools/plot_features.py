@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data import build_dataset  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
@@ -146,17 +145,10 @@ def main(argv=None):
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/features)")
     args = parser.parse_args(argv)
     plotting()  # before the minutes of extraction
-    cfg = defaults.load_cfg_or_exit(args)
-    defaults.need_weight(cfg)
     if args.ids < 2:
         raise SystemExit(f"--ids {args.ids}: a map needs at least 2 identities")
-    pattern = args.pattern or cfg.TEST.RETURN_PATTERN
+    cfg, device, splits, model, pattern = defaults.tool_model(args, args.pattern)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "features")
-    device = defaults.setup(cfg, log_name="vis_log.txt")
-    splits = build_dataset(cfg)
-    model = defaults.load_model(cfg, device, splits)
-    if pattern not in model.patterns:
-        raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     records = split_records(splits, args.split)
     ids = sorted({r.pid for r in records})[: args.ids]
     records = [r for r in records if r.pid in set(ids)]

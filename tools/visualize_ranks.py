@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data import build_dataset  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
@@ -66,15 +65,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.num < 1:
         parser.error(f"--num {args.num}: give at least 1")
-    cfg = defaults.load_cfg_or_exit(args)
-    defaults.need_weight(cfg)
-    pattern = args.pattern or cfg.TEST.RETURN_PATTERN
+    cfg, device, splits, model, pattern = defaults.tool_model(args, args.pattern)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "vis_ranks")
-    device = defaults.setup(cfg, log_name="vis_log.txt")
-    splits = build_dataset(cfg)
-    model = defaults.load_model(cfg, device, splits)
-    if pattern not in model.patterns:
-        raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     query = [splits.query[i] for i in spread_indices(splits.query, args.num)]
     gallery = splits.gallery
     records, q_idx, g_idx = union_records(query, gallery)
