@@ -21,18 +21,21 @@ def write_heatmap(path, labels, panels, title, metric="mAP"):
     {panel title: 2-D list of values (rows x columns)}. Writes a PNG at `path`."""
     plt = require_matplotlib()
     n = len(panels)
-    size = 0.75 * len(labels) + 1.5
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 1, size + 0.6), squeeze=False)
-    for ax, (name, values) in zip(axes[0], panels.items()):
+    size = 0.62 * len(labels) + 1.2
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 1.6, size + 1.0), squeeze=False,
+                             sharey=True, layout="constrained")
+    for i, (ax, (name, values)) in enumerate(zip(axes[0], panels.items())):
         im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)), labels)
+        ax.tick_params(axis="y", labelleft=i == 0)
         ax.set_xlabel("gallery modalities")
-        ax.set_ylabel("query modalities")
+        if i == 0:
+            ax.set_ylabel("query modalities")
         ax.set_title(name)
-        for i, row in enumerate(values):
-            for j, v in enumerate(row):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
+        for r, row in enumerate(values):
+            for c, v in enumerate(row):
+                ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=7,
                         color="black" if v > 60 else "white")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=f"{metric} (%)")
     fig.suptitle(title)
