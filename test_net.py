@@ -1,7 +1,7 @@
 """Evaluate a checkpoint (ours, a bare state dict, or DeMo's) on the test split.
 
-    python test_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT out/model_final.pth
-    torchrun --nproc_per_node 2 test_net.py --config_file ... TEST.WEIGHT ...
+python test_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT out/model_final.pth
+torchrun --nproc_per_node 2 test_net.py --config_file ... TEST.WEIGHT ...
 """
 
 import logging
@@ -19,8 +19,10 @@ logger = logging.getLogger("test_net")
 def main(args):
     cfg = defaults.load_cfg_or_exit(args)
     if not cfg.TEST.WEIGHT:
-        raise ConfigError("TEST.WEIGHT is empty: give the checkpoint to evaluate, "
-                          "e.g. TEST.WEIGHT output/model_final.pth")
+        raise ConfigError(
+            "TEST.WEIGHT is empty: give the checkpoint to evaluate, "
+            "e.g. TEST.WEIGHT output/model_final.pth"
+        )
     device = defaults.setup(cfg, log_name="test_log.txt")
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
@@ -32,8 +34,12 @@ def main(args):
 
 def cli(argv=None):
     parser = defaults.argument_parser("Evaluate a multi-modal ReID checkpoint.")
-    parser.add_argument("--split", default="test", choices=("test", "val"),
-                        help="test (query / gallery) or val (needs DATASETS.VAL_FRACTION > 0)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val"),
+        help="test (query / gallery) or val (needs DATASETS.VAL_FRACTION > 0)",
+    )
     args = parser.parse_args(argv)
     try:
         main(args)

@@ -1,8 +1,8 @@
 """Train (or, with --eval-only, evaluate) a multi-modal ReID model.
 
-    python train_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml [KEY VALUE ...]
-    python train_net.py --config_file ... --resume          # continue OUTPUT_DIR's run
-    torchrun --nproc_per_node 4 train_net.py --config_file ...
+python train_net.py --config_file configs/RGBNT201/DeMo_SDTPS.yml [KEY VALUE ...]
+python train_net.py --config_file ... --resume          # continue OUTPUT_DIR's run
+torchrun --nproc_per_node 4 train_net.py --config_file ...
 """
 
 import logging
@@ -45,15 +45,23 @@ def main(args):
 
 def cli(argv=None):
     parser = defaults.argument_parser("Train a multi-modal (RGB / NI / TI) ReID model.")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest intact checkpoint in OUTPUT_DIR "
-                             "(unfinished epoch redone)")
-    parser.add_argument("--resume-changed", action="store_true",
-                        help="with --resume: continue even where the config changes the schedule "
-                             "or the model against the checkpoint's (each difference is logged)")
-    parser.add_argument("--eval-only", action="store_true",
-                        help="evaluate TEST.WEIGHT (or the untrained model) and exit; results go "
-                             "to test_metrics.json, never to a training run's files")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest intact checkpoint in OUTPUT_DIR (unfinished epoch redone)",
+    )
+    parser.add_argument(
+        "--resume-changed",
+        action="store_true",
+        help="with --resume: continue even where the config changes the schedule "
+        "or the model against the checkpoint's (each difference is logged)",
+    )
+    parser.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="evaluate TEST.WEIGHT (or the untrained model) and exit; results go "
+        "to test_metrics.json, never to a training run's files",
+    )
     args = parser.parse_args(argv)
     if args.resume_changed and not args.resume:
         args.resume = True

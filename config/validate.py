@@ -78,7 +78,7 @@ def _read_yaml(path, chain=()):
     real = os.path.realpath(path)
     seen = [os.path.realpath(p) for p in chain]
     if real in seen:
-        loop = " -> ".join([*chain[seen.index(real):], path])
+        loop = " -> ".join([*chain[seen.index(real) :], path])
         raise ConfigError(f"_BASE_ loop: {loop}; remove the _BASE_ line of one of these files")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path}")
@@ -92,8 +92,7 @@ def _read_yaml(path, chain=()):
     base = data.pop("_BASE_", None)
     if base is None:
         return data
-    merged = _read_yaml(os.path.normpath(os.path.join(os.path.dirname(path), base)),
-                        (*chain, path))
+    merged = _read_yaml(os.path.normpath(os.path.join(os.path.dirname(path), base)), (*chain, path))
     _deep_merge(merged, data)
     return merged
 
@@ -232,17 +231,22 @@ def _check_sizes(cfg):
     tiles = stride == (p, p)
     fix = tuple(max(p, -(-v // p) * p if tiles else v) for v in size)
     if fix != size:
-        rule = f"each side a multiple of the patch {p} (the stride equals it)" if tiles \
+        rule = (
+            f"each side a multiple of the patch {p} (the stride equals it)"
+            if tiles
             else f"each side at least the patch {p}"
+        )
         raise ConfigError(
             f"INPUT.SIZE_TRAIN {size} does not fit the {cfg.MODEL.TRANSFORMER_TYPE} patch "
             f"embedding (patch {p}, MODEL.STRIDE_SIZE {stride}): it needs {rule}; the smallest "
-            f"valid size at least as large is {fix}")
+            f"valid size at least as large is {fix}"
+        )
     if tuple(cfg.INPUT.SIZE_TEST) != size:
         raise ConfigError(
             f"INPUT.SIZE_TEST {tuple(cfg.INPUT.SIZE_TEST)} differs from INPUT.SIZE_TRAIN {size}: "
             f"the model's position embedding is built for the training size; set INPUT.SIZE_TEST "
-            f"to {size}")
+            f"to {size}"
+        )
 
 
 def check(cfg):
@@ -282,11 +286,15 @@ def check(cfg):
     need(0.0 <= m.SDTPS_BETA <= 0.5, f"MODEL.SDTPS_BETA must be in [0, 0.5], got {m.SDTPS_BETA}")
     need(m.SDTPS_GUMBEL_TAU > 0, f"MODEL.SDTPS_GUMBEL_TAU must be > 0, got {m.SDTPS_GUMBEL_TAU}")
     gumbel_modes = ("ste", "sample", "soft")
-    need(m.SDTPS_GUMBEL_MODE in gumbel_modes,
-         f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} is not one of {gumbel_modes}")
-    need(m.SDTPS_GUMBEL_MODE == "ste" or m.SDTPS_USE_GUMBEL,
-         f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} needs MODEL.SDTPS_USE_GUMBEL True "
-         "(without it training uses the plain top-K); set it, or leave the mode at 'ste'")
+    need(
+        m.SDTPS_GUMBEL_MODE in gumbel_modes,
+        f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} is not one of {gumbel_modes}",
+    )
+    need(
+        m.SDTPS_GUMBEL_MODE == "ste" or m.SDTPS_USE_GUMBEL,
+        f"MODEL.SDTPS_GUMBEL_MODE {m.SDTPS_GUMBEL_MODE!r} needs MODEL.SDTPS_USE_GUMBEL True "
+        "(without it training uses the plain top-K); set it, or leave the mode at 'ste'",
+    )
     need(0.0 <= m.LABEL_SMOOTH < 1.0, f"MODEL.LABEL_SMOOTH must be in [0, 1), got {m.LABEL_SMOOTH}")
     need(
         len(i.MODALITIES) == 3 and len(set(i.MODALITIES)) == 3,
@@ -327,35 +335,49 @@ def check(cfg):
         s.AMP in ("auto", "bf16", "fp16", "off"), f"SOLVER.AMP {s.AMP!r}: use auto, bf16, fp16, off"
     )
     backends = ("auto", "cudnn", "flash", "efficient", "math")
-    need(m.SDPA_BACKEND in backends,
-         f"MODEL.SDPA_BACKEND {m.SDPA_BACKEND!r} is not one of {backends}")
+    need(
+        m.SDPA_BACKEND in backends,
+        f"MODEL.SDPA_BACKEND {m.SDPA_BACKEND!r} is not one of {backends}",
+    )
     modes = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
     need(s.COMPILE_MODE in modes, f"SOLVER.COMPILE_MODE {s.COMPILE_MODE!r} is not one of {modes}")
     need(s.DDP_BUCKET_MB > 0, f"SOLVER.DDP_BUCKET_MB must be > 0, got {s.DDP_BUCKET_MB}")
-    need(s.DDP_GRAD_DTYPE in ("float32", "bfloat16"),
-         f"SOLVER.DDP_GRAD_DTYPE {s.DDP_GRAD_DTYPE!r}: use float32 or bfloat16")
+    need(
+        s.DDP_GRAD_DTYPE in ("float32", "bfloat16"),
+        f"SOLVER.DDP_GRAD_DTYPE {s.DDP_GRAD_DTYPE!r}: use float32 or bfloat16",
+    )
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
     need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")
     need(t.MISS in MISS_CHOICES, f"TEST.MISS {t.MISS!r} is not one of {MISS_CHOICES}")
-    need(0.0 <= i.MODALITY_DROPOUT <= 1.0,
-         f"INPUT.MODALITY_DROPOUT must be a probability in [0, 1], got {i.MODALITY_DROPOUT}")
+    need(
+        0.0 <= i.MODALITY_DROPOUT <= 1.0,
+        f"INPUT.MODALITY_DROPOUT must be a probability in [0, 1], got {i.MODALITY_DROPOUT}",
+    )
     for entry in i.MODALITY_DROPOUT_SETS:
         names = str(entry).split("+")
-        need(all(n in i.MODALITIES for n in names) and len(set(names)) == len(names),
-             f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r}: write NAME or NAME+NAME with names "
-             f"of INPUT.MODALITIES {list(i.MODALITIES)}")
-        need(len(names) < len(i.MODALITIES),
-             f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r} drops every modality")
+        need(
+            all(n in i.MODALITIES for n in names) and len(set(names)) == len(names),
+            f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r}: write NAME or NAME+NAME with names "
+            f"of INPUT.MODALITIES {list(i.MODALITIES)}",
+        )
+        need(
+            len(names) < len(i.MODALITIES),
+            f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r} drops every modality",
+        )
     for key in ("QUERY_MODALITIES", "GALLERY_MODALITIES"):
         names = tuple(t[key])
         bad = [n for n in names if n not in cfg.INPUT.MODALITIES]
-        need(not bad, f"TEST.{key} {list(names)}: {bad} not in INPUT.MODALITIES "
-                      f"{list(cfg.INPUT.MODALITIES)}")
+        need(
+            not bad,
+            f"TEST.{key} {list(names)}: {bad} not in INPUT.MODALITIES {list(cfg.INPUT.MODALITIES)}",
+        )
         need(len(set(names)) == len(names), f"TEST.{key} {list(names)} names a modality twice")
-        need(not names or t.MISS == "none",
-             f"TEST.{key} and TEST.MISS {t.MISS!r} both set: use one (TEST.MISS is the shorthand "
-             "for the same modalities missing on both sides)")
+        need(
+            not names or t.MISS == "none",
+            f"TEST.{key} and TEST.MISS {t.MISS!r} both set: use one (TEST.MISS is the shorthand "
+            "for the same modalities missing on both sides)",
+        )
     need(
         t.RETURN_PATTERN in (1, 2, 3),
         f"TEST.RETURN_PATTERN must be 1, 2 or 3, got {t.RETURN_PATTERN}",

@@ -18,5 +18,12 @@ def __getattr__(name):
     raise AttributeError(f"module 'data' has no attribute {name!r}")
 
 
-__all__ = ["build_dataset", "build_train_loader", "build_test_loader", "Record", "DatasetSplits",
-           "DatasetError", "find_problems"]
+__all__ = [
+    "build_dataset",
+    "build_train_loader",
+    "build_test_loader",
+    "Record",
+    "DatasetSplits",
+    "DatasetError",
+    "find_problems",
+]

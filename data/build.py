@@ -49,8 +49,15 @@ class TripletDataset(Dataset):
             logger.warning("DATASETS.SKIP_BAD: skipping sample %s: %s", rec.key, e)
             return None
         pixels, draws = self.transform(pixels, epoch, pos)
-        return {"images": pixels, "draws": draws, "pid": rec.pid, "camid": rec.camid,
-                "sceneid": rec.sceneid, "index": idx, "path": rec.key}
+        return {
+            "images": pixels,
+            "draws": draws,
+            "pid": rec.pid,
+            "camid": rec.camid,
+            "sceneid": rec.sceneid,
+            "index": idx,
+            "path": rec.key,
+        }
 
     def __getitems__(self, batch):
         """A (slot, items) batch of `SlotBatches` -> (slot, sample dicts), for `Collate`."""
@@ -83,7 +90,8 @@ class BatchRing:
                 f"the loader's batch ring ({slots} slots = DATALOADER.PREFETCH_FACTOR x "
                 f"DATALOADER.NUM_WORKERS + {self.LAG}, of {batch} triplets at {size[0]}x{size[1]}: "
                 f"{gib:.2f} GiB) does not fit in shared memory (/dev/shm; in Docker, "
-                "--shm-size): lower those settings or the batch size") from e
+                "--shm-size): lower those settings or the batch size"
+            ) from e
         self._unpin = None
 
     def __len__(self):
@@ -92,13 +100,16 @@ class BatchRing:
     def write(self, slot, samples):
         """Stack the samples' images ({modality: (3, H, W)}, H x W x 3 in memory) into `slot`."""
         for i, m in enumerate(self.modalities):
-            torch.stack([s["images"][m].permute(1, 2, 0) for s in samples],
-                        out=self.pixels[slot, i, :len(samples)])
+            torch.stack(
+                [s["images"][m].permute(1, 2, 0) for s in samples],
+                out=self.pixels[slot, i, : len(samples)],
+            )
 
     def images(self, slot, n):
         """{modality: uint8 (n, 3, H, W)}: views of the slot, H x W x 3 in memory."""
-        return {m: self.pixels[slot, i, :n].permute(0, 3, 1, 2)
-                for i, m in enumerate(self.modalities)}
+        return {
+            m: self.pixels[slot, i, :n].permute(0, 3, 1, 2) for i, m in enumerate(self.modalities)
+        }
 
     def pin(self):
         """Page-lock the ring for direct, asynchronous copies to the GPU. Only while its workers
@@ -108,8 +119,10 @@ class BatchRing:
         cudart, ptr = torch.cuda.cudart(), self.pixels.data_ptr()
         err = int(cudart.cudaHostRegister(ptr, self.pixels.nbytes, 1))  # 1: portable
         if err:
-            raise RuntimeError(f"page-locking the loader's {self.pixels.nbytes / 2**30:.2f} GiB "
-                               f"batch ring failed (CUDA error {err})")
+            raise RuntimeError(
+                f"page-locking the loader's {self.pixels.nbytes / 2**30:.2f} GiB "
+                f"batch ring failed (CUDA error {err})"
+            )
         self._unpin = weakref.finalize(self.pixels, cudart.cudaHostUnregister, ptr)
 
     def unpin(self):
@@ -150,9 +163,14 @@ class Collate:
         def longs(key):
             return torch.tensor([s[key] for s in samples], dtype=torch.long)
 
-        batch = {"images": slot, "pids": longs("pid"), "camids": longs("camid"),
-                 "sceneids": longs("sceneid"), "index": longs("index"),
-                 "paths": [s["path"] for s in samples]}
+        batch = {
+            "images": slot,
+            "pids": longs("pid"),
+            "camids": longs("camid"),
+            "sceneids": longs("sceneid"),
+            "index": longs("index"),
+            "paths": [s["path"] for s in samples],
+        }
         if samples and samples[0]["draws"] is not None:
             batch["draws"] = torch.stack([s["draws"] for s in samples])
             batch["noise_seed"] = int(batch["draws"][0, 0, NOISE_SEED])
@@ -294,8 +312,9 @@ class TrainLoader(DeviceLoader):
                 yield self.finish(batch)
         self._next_epoch = self.epoch + 1
         if skipped:
-            logger.warning("epoch %d: %d unreadable samples skipped (DATASETS.SKIP_BAD)",
-                           self.epoch, skipped)
+            logger.warning(
+                "epoch %d: %d unreadable samples skipped (DATASETS.SKIP_BAD)", self.epoch, skipped
+            )
 
     def end_pass(self):
         """Stop the stream and read out the batches the workers already have in flight; the
@@ -327,8 +346,9 @@ def _ring_loader(cfg, dataset, batch_sampler, batch, size):
         kw.update(prefetch_factor=cfg.DATALOADER.PREFETCH_FACTOR, persistent_workers=True)
         in_flight = workers * cfg.DATALOADER.PREFETCH_FACTOR
     ring = BatchRing(in_flight + BatchRing.LAG, cfg.INPUT.MODALITIES, batch, size)
-    loader = DataLoader(dataset, batch_sampler=SlotBatches(batch_sampler, len(ring)),
-                        collate_fn=Collate(ring), **kw)
+    loader = DataLoader(
+        dataset, batch_sampler=SlotBatches(batch_sampler, len(ring)), collate_fn=Collate(ring), **kw
+    )
     return loader, ring
 
 
@@ -343,8 +363,14 @@ def _warn_short_ids(records, k):
             "DATALOADER.NUM_INSTANCE %d is above the triplet count of %d of %d train ids (the "
             "smallest: id %d with %d triplets): the sampler draws their %d images of a batch with "
             "replacement, so such an id repeats images within a batch (a different augmentation "
-            "each time); lower DATALOADER.NUM_INSTANCE to avoid it", k, len(short), len(counts),
-            pid, n, k)
+            "each time); lower DATALOADER.NUM_INSTANCE to avoid it",
+            k,
+            len(short),
+            len(counts),
+            pid,
+            n,
+            k,
+        )
 
 
 def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
@@ -354,8 +380,14 @@ def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
     if identity and comm.is_main_process():
         _warn_short_ids(records, cfg.DATALOADER.NUM_INSTANCE)
     sampler = EpochBatchSampler(
-        [r.pid for r in records], cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE,
-        cfg.SOLVER.SEED, identity=identity, rank=rank, world_size=world_size)
+        [r.pid for r in records],
+        cfg.SOLVER.IMS_PER_BATCH,
+        cfg.DATALOADER.NUM_INSTANCE,
+        cfg.SOLVER.SEED,
+        identity=identity,
+        rank=rank,
+        world_size=world_size,
+    )
     dataset = TripletDataset(records, TripletTransform(cfg, True), cfg.DATASETS.SKIP_BAD)
     stream = EpochStream(sampler)
     loader, ring = _ring_loader(cfg, dataset, stream, sampler.local, cfg.INPUT.SIZE_TRAIN)
@@ -369,6 +401,7 @@ def build_test_loader(cfg, records, rank=None, world_size=None, device=None):
     ws = comm.get_world_size() if world_size is None else world_size
     batch = max(1, cfg.TEST.IMS_PER_BATCH // ws)
     dataset = TripletDataset(records, TripletTransform(cfg, False), cfg.DATASETS.SKIP_BAD)
-    loader, ring = _ring_loader(cfg, dataset, BatchSampler(list(shard), batch, drop_last=False),
-                                batch, cfg.INPUT.SIZE_TEST)
+    loader, ring = _ring_loader(
+        cfg, dataset, BatchSampler(list(shard), batch, drop_last=False), batch, cfg.INPUT.SIZE_TEST
+    )
     return DeviceLoader(loader, ring, BatchTransform(cfg, False), device)

@@ -23,13 +23,16 @@ class EpochBatchSampler:
     RandomIdentitySampler), fixed for the run so `len()` is exact.
     """
 
-    def __init__(self, pids, batch_size, num_instance, seed, identity=True, rank=None,
-                 world_size=None):
+    def __init__(
+        self, pids, batch_size, num_instance, seed, identity=True, rank=None, world_size=None
+    ):
         self.rank = comm.get_rank() if rank is None else rank
         self.world_size = comm.get_world_size() if world_size is None else world_size
         if batch_size % self.world_size:
-            raise ValueError(f"SOLVER.IMS_PER_BATCH ({batch_size}) must be divisible by the "
-                             f"world size ({self.world_size})")
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH ({batch_size}) must be divisible by the "
+                f"world size ({self.world_size})"
+            )
         self.batch_size, self.k, self.seed, self.identity = batch_size, num_instance, seed, identity
         self.local = batch_size // self.world_size
         self.epoch = 1
@@ -41,8 +44,10 @@ class EpochBatchSampler:
         if identity:
             self.p = batch_size // num_instance
             if self.p > len(self.pids):
-                raise ValueError(f"SOLVER.IMS_PER_BATCH / DATALOADER.NUM_INSTANCE = {self.p} ids "
-                                 f"per batch, but the train split has only {len(self.pids)} ids")
+                raise ValueError(
+                    f"SOLVER.IMS_PER_BATCH / DATALOADER.NUM_INSTANCE = {self.p} ids "
+                    f"per batch, but the train split has only {len(self.pids)} ids"
+                )
             held = sum(max(len(v), self.k) // self.k * self.k for v in self.index_of.values())
         else:
             held = self.num_records
@@ -75,7 +80,7 @@ class EpochBatchSampler:
             if len(idxs) < self.k:
                 idxs = rng.choice(idxs, self.k, replace=True)
             idxs = rng.permutation(idxs)
-            chunks[pid] = [idxs[j * self.k:(j + 1) * self.k] for j in range(len(idxs) // self.k)]
+            chunks[pid] = [idxs[j * self.k : (j + 1) * self.k] for j in range(len(idxs) // self.k)]
         avail = list(self.pids)
         out = []
         while len(avail) >= self.p:

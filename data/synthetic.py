@@ -31,8 +31,10 @@ from .datasets.rgbnt100 import PART_ASPECT
 
 logger = logging.getLogger(__name__)
 
-PALETTE = np.array([[205, 40, 40], [40, 170, 60], [50, 70, 210], [225, 205, 40],
-                    [190, 50, 185], [40, 185, 195]], np.float32)
+PALETTE = np.array(
+    [[205, 40, 40], [40, 170, 60], [50, 70, 210], [225, 205, 40], [190, 50, 185], [40, 185, 195]],
+    np.float32,
+)
 # Six bright/dark layouts of three bands; NI and TI use them in different orders.
 BANDS = np.array([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1)], np.float32)
 TI_ORDER = (3, 5, 1, 4, 0, 2)
@@ -42,14 +44,42 @@ TI_ORDER = (3, 5, 1, 4, 0, 2)
 # kind): its own split counts are not recorded here, and its 863 ids exceed the 216 codes anyway.
 # New datasets go at the end: a dataset's manifest stream is seeded by its position here.
 DATASETS = {
-    "RGBNT201": dict(size=(256, 128), vehicle=False, train=(171, 3951), gallery=(30, 836),
-                     query=None, cams=range(1, 5), id_pool=201),
-    "RGBNT100": dict(size=(128, 256), vehicle=True, train=(50, 8675), gallery=(50, 8575),
-                     query=(50, 1715), cams=range(1, 9), id_pool=600),
-    "MSVR310": dict(size=(128, 256), vehicle=True, train=(155, 1032), gallery=(52, 1055),
-                    query=(52, 591), cams=range(0, 8), id_pool=310),
-    "WMVEID863": dict(size=(128, 256), vehicle=True, train=(155, 1032), gallery=(52, 1055),
-                      query=(52, 591), cams=range(0, 8), id_pool=863),
+    "RGBNT201": dict(
+        size=(256, 128),
+        vehicle=False,
+        train=(171, 3951),
+        gallery=(30, 836),
+        query=None,
+        cams=range(1, 5),
+        id_pool=201,
+    ),
+    "RGBNT100": dict(
+        size=(128, 256),
+        vehicle=True,
+        train=(50, 8675),
+        gallery=(50, 8575),
+        query=(50, 1715),
+        cams=range(1, 9),
+        id_pool=600,
+    ),
+    "MSVR310": dict(
+        size=(128, 256),
+        vehicle=True,
+        train=(155, 1032),
+        gallery=(52, 1055),
+        query=(52, 591),
+        cams=range(0, 8),
+        id_pool=310,
+    ),
+    "WMVEID863": dict(
+        size=(128, 256),
+        vehicle=True,
+        train=(155, 1032),
+        gallery=(52, 1055),
+        query=(52, 591),
+        cams=range(0, 8),
+        id_pool=863,
+    ),
 }
 MAX_IDS = len(PALETTE) * len(BANDS) * len(TI_ORDER)
 
@@ -136,11 +166,11 @@ def build_manifest(name, counts, seed=0):
             if split == "query":
                 cam_list, scene_list = cam_list[2:], scene_list[2:]
             for cam, scene in zip(cam_list[:n], scene_list[:n]):
-                files = _file_names(name, pid, int(cam), int(scene), seq[pid],
-                                    SPLIT_DIRS[name][split])
+                files = _file_names(
+                    name, pid, int(cam), int(scene), seq[pid], SPLIT_DIRS[name][split]
+                )
                 seq[pid] += 1
-                manifest.append(dict(n=len(manifest), code=code_of[pid], cam=int(cam),
-                                     files=files))
+                manifest.append(dict(n=len(manifest), code=code_of[pid], cam=int(cam), files=files))
     return manifest
 
 
@@ -148,9 +178,16 @@ def build_manifest(name, counts, seed=0):
 def _camera(seed, cam):
     """Fixed look of one camera: background, light and pose."""
     r = np.random.default_rng([seed, 7919, cam])
-    return dict(bg=r.uniform(50, 200, 3), ni_bg=r.uniform(30, 110), ti_bg=r.uniform(15, 60),
-                gain=r.uniform(0.75, 1.2), cast=r.uniform(-20, 20, 3), dx=r.uniform(-0.08, 0.08),
-                dy=r.uniform(-0.04, 0.04), scale=r.uniform(0.82, 1.0))
+    return dict(
+        bg=r.uniform(50, 200, 3),
+        ni_bg=r.uniform(30, 110),
+        ti_bg=r.uniform(15, 60),
+        gain=r.uniform(0.75, 1.2),
+        cast=r.uniform(-20, 20, 3),
+        dx=r.uniform(-0.08, 0.08),
+        dy=r.uniform(-0.04, 0.04),
+        scale=r.uniform(0.82, 1.0),
+    )
 
 
 def _clutter(img, rng, n=2):
@@ -158,8 +195,9 @@ def _clutter(img, rng, n=2):
     h, w = img.shape[:2]
     for _ in range(n):
         y, x = rng.integers(0, h), rng.integers(0, w)
-        img[y:y + rng.integers(h // 8, h // 3 + 2), x:x + rng.integers(w // 8, w // 3 + 2)] = \
+        img[y : y + rng.integers(h // 8, h // 3 + 2), x : x + rng.integers(w // 8, w // 3 + 2)] = (
             rng.uniform(30, 220, img.shape[2])
+        )
 
 
 def render_triplet(code, cam, hw, vehicle, rng, seed=0, hardness=0.0):
@@ -222,7 +260,7 @@ def _noise(shape, rng):
     """Gaussian noise (sigma 7) cut from a fixed bank at a random offset (faster than drawing)."""
     h, w, c = shape
     y, x = rng.integers(0, _NOISE.shape[0] - h + 1), rng.integers(0, _NOISE.shape[1] - w + 1)
-    return _NOISE[y:y + h, x:x + w, :c]
+    return _NOISE[y : y + h, x : x + w, :c]
 
 
 def _write(job):
@@ -241,8 +279,18 @@ def _write(job):
         Image.fromarray(img).save(path, quality=90)
 
 
-def make_synthetic(root, name, scale=1.0, seed=0, train_ids=None, test_ids=None,
-                   images_per_id=None, size_factor=1.0, hardness=0.0, workers=None):
+def make_synthetic(
+    root,
+    name,
+    scale=1.0,
+    seed=0,
+    train_ids=None,
+    test_ids=None,
+    images_per_id=None,
+    size_factor=1.0,
+    hardness=0.0,
+    workers=None,
+):
     """Write the synthetic `name` dataset under root/<name> in its real layout.
 
     scale: fraction of the real id and image counts (1 = real counts; floors keep tiny sets usable).
@@ -255,8 +303,9 @@ def make_synthetic(root, name, scale=1.0, seed=0, train_ids=None, test_ids=None,
         raise ValueError(f"hardness {hardness}: must be between 0 and 1")
     counts = plan_counts(name, scale, train_ids, test_ids, images_per_id)
     manifest = build_manifest(name, counts, seed)
-    for folder in sorted({os.path.dirname(os.path.join(root, f)) for it in manifest
-                          for f in it["files"]}):
+    for folder in sorted(
+        {os.path.dirname(os.path.join(root, f)) for it in manifest for f in it["files"]}
+    ):
         os.makedirs(folder, exist_ok=True)
     jobs = [(root, name, seed, size_factor, hardness, it) for it in manifest]
     workers = workers or os.cpu_count() or 1

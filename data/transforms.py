@@ -35,8 +35,11 @@ from .datasets import read_images
 try:  # deprecated since torchvision 0.29 (in favour of TorchCodec); PIL does the work without it
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
-    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of "
-                            "TorchVision are deprecated", category=DeprecationWarning)
+    warnings.filterwarnings(
+        "ignore",
+        message="The image decoding and encoding capabilities of TorchVision are deprecated",
+        category=DeprecationWarning,
+    )
 except ImportError:  # pragma: no cover
     decode_jpeg = None
 
@@ -70,14 +73,19 @@ def read_pixels(record, size):
     """
     if decode_jpeg is not None and not record.strip_index:
         try:
-            out = {mod: decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
-                   for mod, path in record.files.items()}
+            out = {
+                mod: decode_jpeg(read_file(path), mode=ImageReadMode.RGB)
+                for mod, path in record.files.items()
+            }
         except RuntimeError:  # not a JPEG, or broken: PIL decides (and names the file)
             out = None
         if out is not None:
-            return {mod: x if tuple(x.shape[1:]) == tuple(size)
-                    else to_uint8(Image.fromarray(x.permute(1, 2, 0).numpy()), size)
-                    for mod, x in out.items()}
+            return {
+                mod: x
+                if tuple(x.shape[1:]) == tuple(size)
+                else to_uint8(Image.fromarray(x.permute(1, 2, 0).numpy()), size)
+                for mod, x in out.items()
+            }
     return {mod: to_uint8(img, size) for mod, img in read_images(record).items()}
 
 
@@ -130,8 +138,9 @@ class TripletTransform:
         for i in range(len(self.modalities)):
             stream = 0 if self.paired else i + 1
             rng = random.Random(sample_seed(self.seed, epoch, position, stream))
-            rows.append(draw_augmentation(rng, self.size, self.flip_prob, self.padding,
-                                          self.erase_prob))
+            rows.append(
+                draw_augmentation(rng, self.size, self.flip_prob, self.padding, self.erase_prob)
+            )
         if self.dropout > 0:
             rng = random.Random(sample_seed(self.seed, epoch, position, DROPOUT_STREAM))
             dropped = ()
@@ -218,7 +227,8 @@ class BatchTransform:
         noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         ys = torch.arange(h, device=x.device)[None, :, None]
         xs = torch.arange(w, device=x.device)[None, None, :]
-        t, lft, eh, ew = (draws[:, c, None, None] for c in (ERASE_TOP, ERASE_LEFT, ERASE_H,
-                                                            ERASE_W))
+        t, lft, eh, ew = (
+            draws[:, c, None, None] for c in (ERASE_TOP, ERASE_LEFT, ERASE_H, ERASE_W)
+        )
         box = (ys >= t) & (ys < t + eh) & (xs >= lft) & (xs < lft + ew)  # (N, H, W)
         return torch.where(box[..., None], noise, x)

@@ -4,5 +4,12 @@ from .evaluator import Evaluator, evaluate, evaluate_weights, extract_features
 from .hooks import HookBase
 from .trainer import NonFiniteLossError, Trainer
 
-__all__ = ["Trainer", "Evaluator", "HookBase", "NonFiniteLossError", "evaluate", "evaluate_weights",
-           "extract_features"]
+__all__ = [
+    "Trainer",
+    "Evaluator",
+    "HookBase",
+    "NonFiniteLossError",
+    "evaluate",
+    "evaluate_weights",
+    "extract_features",
+]

@@ -55,10 +55,18 @@ POLL_S = 0.5
 # and how often things happen, none of which changes a result (batches do not depend on the
 # number of loader workers: docs/ARCHITECTURE.md). Every other key, TEST.* included (a finished
 # run's final results were evaluated with its TEST settings), must match.
-RESULT_NEUTRAL = {"DATALOADER.NUM_WORKERS", "DATALOADER.PREFETCH_FACTOR", "SOLVER.LOG_PERIOD",
-                  "SOLVER.CHECKPOINT_PERIOD", "SOLVER.KEEP_CHECKPOINTS", "SOLVER.COMPILE",
-                  "SOLVER.COMPILE_MODE", "SOLVER.DDP_BUCKET_MB", "MODEL.SDPA_BACKEND",
-                  "TEST.IMS_PER_BATCH"}
+RESULT_NEUTRAL = {
+    "DATALOADER.NUM_WORKERS",
+    "DATALOADER.PREFETCH_FACTOR",
+    "SOLVER.LOG_PERIOD",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "SOLVER.KEEP_CHECKPOINTS",
+    "SOLVER.COMPILE",
+    "SOLVER.COMPILE_MODE",
+    "SOLVER.DDP_BUCKET_MB",
+    "MODEL.SDPA_BACKEND",
+    "TEST.IMS_PER_BATCH",
+}
 
 
 class StudyError(ValueError):
@@ -68,6 +76,7 @@ class StudyError(ValueError):
 @dataclasses.dataclass
 class Entry:
     """One config of the study."""
+
     file: str  # absolute path of the YAML file
     name: str  # unique among the study's configs of one dataset
     dataset: str
@@ -83,6 +92,7 @@ class Entry:
 @dataclasses.dataclass
 class Run:
     """One (config, seed) of the study and what this invocation does with it."""
+
     entry: Entry
     seed: int
     folder: str
@@ -134,8 +144,7 @@ def config_names(files, datasets):
         clash = {k for k in keys if keys.count(k) > 1}
         if not clash:
             break
-        names = ["_".join(p[-depth:]) if k in clash else n
-                 for k, n, p in zip(keys, names, parts)]
+        names = ["_".join(p[-depth:]) if k in clash else n for k, n, p in zip(keys, names, parts)]
     return names
 
 
@@ -218,9 +227,12 @@ def best_done(folder):
     """Whether model_best.pth's test results are recorded (and newer than the file)."""
     metrics = os.path.join(folder, BEST_DIR, TEST_METRICS)
     best = os.path.join(folder, "model_best.pth")
-    return (os.path.isfile(metrics) and os.path.isfile(best)
-            and os.path.getmtime(metrics) >= os.path.getmtime(best)
-            and best_results(folder) is not None)
+    return (
+        os.path.isfile(metrics)
+        and os.path.isfile(best)
+        and os.path.getmtime(metrics) >= os.path.getmtime(best)
+        and best_results(folder) is not None
+    )
 
 
 def best_results(folder):
@@ -241,21 +253,28 @@ def _flat(node, prefix=""):
 def config_diff(a, b, ignore=()):
     """[(key, value in a, value in b)] of the keys whose values differ."""
     fa, fb = _flat(a), _flat(b)
-    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
-            if k not in ignore and fa.get(k) != fb.get(k)]
+    return [
+        (k, fa.get(k), fb.get(k))
+        for k in sorted(set(fa) | set(fb))
+        if k not in ignore and fa.get(k) != fb.get(k)
+    ]
 
 
 def _check_same_config(run):
     path = os.path.join(run.folder, "config.yaml")
     if not os.path.isfile(path):
-        raise StudyError(f"{run.folder} holds a run but no config.yaml, so what trained it is "
-                         "unknown; remove that folder to retrain it")
+        raise StudyError(
+            f"{run.folder} holds a run but no config.yaml, so what trained it is "
+            "unknown; remove that folder to retrain it"
+        )
     diff = config_diff(_load(path, []), run.cfg, RESULT_NEUTRAL)
     if diff:
         shown = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff[:3])
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
-        raise StudyError(f"{run.folder} was trained with another config ({shown}{more}); pass "
-                         "another --out, or remove that folder to retrain it")
+        raise StudyError(
+            f"{run.folder} was trained with another config ({shown}{more}); pass "
+            "another --out, or remove that folder to retrain it"
+        )
 
 
 def _check_not_running(folder):
@@ -272,8 +291,12 @@ def _check_not_running(folder):
 def lock_study(out):
     """Hold OUT/compare.lock for the life of this process (released by the kernel when it ends,
     even killed): two studies must not run the same runs at once."""
-    lock = RunLock(out, STUDY_LOCK, "the study folder {folder} is in use by another "
-                   "tools/compare.py ({holder}): wait for it to end, or stop it")
+    lock = RunLock(
+        out,
+        STUDY_LOCK,
+        "the study folder {folder} is in use by another "
+        "tools/compare.py ({holder}): wait for it to end, or stop it",
+    )
     try:
         lock.acquire()
     except RunDirError as e:
@@ -291,8 +314,7 @@ def release(study):
 
 def on_gpu(study):
     """Whether the study's runs train on a GPU (MODEL.DEVICE auto or cuda, and one visible)."""
-    return (torch.cuda.is_available()
-            and all(e.cfg.MODEL.DEVICE != "cpu" for e in study.entries))
+    return torch.cuda.is_available() and all(e.cfg.MODEL.DEVICE != "cpu" for e in study.entries)
 
 
 def gpu_ids():
@@ -311,6 +333,7 @@ def default_parallel(study):
 @dataclasses.dataclass
 class Job:
     """The commands one run still needs, run one after the other in one slot."""
+
     run: Run
     steps: list  # [(kind, argv)], kind: "train", "resume" or "best"
     compiles: bool = False  # a training step under SOLVER.COMPILE
@@ -330,13 +353,38 @@ def make_jobs(study):
         over = [*study.opts, "SOLVER.SEED", str(run.seed)]
         if run.state != "done":
             resume = ["--resume"] if run.state == "resume" else []
-            steps.append(("resume" if resume else "train",
-                          [sys.executable, TRAIN_SCRIPT, "--config_file", e.file, *resume, *over,
-                           "OUTPUT_DIR", run.folder]))
+            steps.append(
+                (
+                    "resume" if resume else "train",
+                    [
+                        sys.executable,
+                        TRAIN_SCRIPT,
+                        "--config_file",
+                        e.file,
+                        *resume,
+                        *over,
+                        "OUTPUT_DIR",
+                        run.folder,
+                    ],
+                )
+            )
         if e.has_val and (run.state != "done" or run.needs_best):
-            steps.append(("best", [sys.executable, TEST_SCRIPT, "--config_file", e.file, *over,
-                                   "OUTPUT_DIR", os.path.join(run.folder, BEST_DIR),
-                                   "TEST.WEIGHT", os.path.join(run.folder, "model_best.pth")]))
+            steps.append(
+                (
+                    "best",
+                    [
+                        sys.executable,
+                        TEST_SCRIPT,
+                        "--config_file",
+                        e.file,
+                        *over,
+                        "OUTPUT_DIR",
+                        os.path.join(run.folder, BEST_DIR),
+                        "TEST.WEIGHT",
+                        os.path.join(run.folder, "model_best.pth"),
+                    ],
+                )
+            )
         if steps:
             compiles = bool(run.cfg.SOLVER.COMPILE) and steps[0][0] != "best"
             jobs.append(Job(run, steps, compiles))
@@ -359,8 +407,9 @@ def study_env(study, parallel, gpu):
 
 def spawn(argv, env, console):
     """Start one run's command with its output appended to `console` (an open file)."""
-    return subprocess.Popen(argv, env=env, stdout=console, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        argv, env=env, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
 
 
 def _warm(job):
@@ -390,9 +439,13 @@ def _start(job, env, spawner):
     os.makedirs(run.folder, exist_ok=True)
     metrics = os.path.join(run.folder, METRICS_FILE)
     job.offset = os.path.getsize(metrics) if os.path.isfile(metrics) else 0
-    logger.info("%s %s seed %d: %s", {"train": "training", "resume": "resuming",
-                                      "best": "evaluating model_best.pth of"}[kind],
-                run.entry.label, run.seed, " ".join(argv[1:]))
+    logger.info(
+        "%s %s seed %d: %s",
+        {"train": "training", "resume": "resuming", "best": "evaluating model_best.pth of"}[kind],
+        run.entry.label,
+        run.seed,
+        " ".join(argv[1:]),
+    )
     with open(os.path.join(run.folder, CONSOLE), "a") as console:
         job.proc = spawner(argv, env, console)
     job.rc = None
@@ -405,8 +458,10 @@ def _finish(job):
     if job.rc != 0:
         run.action = "failed"
         script = "test_net.py" if kind == "best" else "train_net.py"
-        run.error = (f"{script} exited with status {job.rc}; its output is in "
-                     f"{os.path.join(run.folder, CONSOLE)}")
+        run.error = (
+            f"{script} exited with status {job.rc}; its output is in "
+            f"{os.path.join(run.folder, CONSOLE)}"
+        )
         logger.error("%s seed %d: %s", run.entry.label, run.seed, run.error)
         return False
     run.action = run.action or {"train": "trained", "resume": "resumed", "best": "evaluated"}[kind]

@@ -27,26 +27,70 @@ from .compare import config_diff
 from .evaluator import PATTERN_NAMES
 
 METRICS = ("mAP", "R1", "mINP")
-SELECTIONS = {"final": "final model (model_final.pth) on test",
-              "best": "model selected on the validation split (model_best.pth) on test"}
+SELECTIONS = {
+    "final": "final model (model_final.pth) on test",
+    "best": "model selected on the validation split (model_best.pth) on test",
+}
 
 # Keys that change neither the batches a seed draws nor the initial weights it builds (SOLVER.SEED
 # and OUTPUT_DIR differ by construction). Every other key, and any key added later, breaks the
 # pairing: Welch's test, the conservative choice, is the default.
 NEUTRAL = {
-    *(f"SOLVER.{k}" for k in (
-        "OPTIMIZER_NAME", "MAX_EPOCHS", "BASE_LR", "BACKBONE_LR", "BIAS_LR_FACTOR", "MOMENTUM",
-        "WEIGHT_DECAY", "WEIGHT_DECAY_BIAS", "MARGIN", "WARMUP_ITERS", "WARMUP_FACTOR",
-        "MIN_LR_FACTOR", "LR_NOISE", "AMP", "COMPILE", "COMPILE_MODE", "DDP_BUCKET_MB",
-        "DDP_GRAD_DTYPE", "GRAD_CLIP", "CHECKPOINT_PERIOD", "KEEP_CHECKPOINTS", "LOG_PERIOD",
-        "EVAL_PERIOD", "SEED")),
+    *(
+        f"SOLVER.{k}"
+        for k in (
+            "OPTIMIZER_NAME",
+            "MAX_EPOCHS",
+            "BASE_LR",
+            "BACKBONE_LR",
+            "BIAS_LR_FACTOR",
+            "MOMENTUM",
+            "WEIGHT_DECAY",
+            "WEIGHT_DECAY_BIAS",
+            "MARGIN",
+            "WARMUP_ITERS",
+            "WARMUP_FACTOR",
+            "MIN_LR_FACTOR",
+            "LR_NOISE",
+            "AMP",
+            "COMPILE",
+            "COMPILE_MODE",
+            "DDP_BUCKET_MB",
+            "DDP_GRAD_DTYPE",
+            "GRAD_CLIP",
+            "CHECKPOINT_PERIOD",
+            "KEEP_CHECKPOINTS",
+            "LOG_PERIOD",
+            "EVAL_PERIOD",
+            "SEED",
+        )
+    ),
     # Scalars of the forward and the losses, dropout rates (no parameters), where it runs.
-    *(f"MODEL.{k}" for k in (
-        "DEVICE", "SDPA_BACKEND", "DROP_PATH", "DROP_OUT", "ATT_DROP_RATE", "SIE_COE",
-        "ID_LOSS_WEIGHT", "TRIPLET_LOSS_WEIGHT", "LABEL_SMOOTH", "NO_MARGIN", "SDTPS_BETA",
-        "SDTPS_USE_GUMBEL", "SDTPS_GUMBEL_TAU", "SDTPS_LOSS_WEIGHT")),
-    "INPUT.SIZE_TEST", "INPUT.PIXEL_MEAN", "INPUT.PIXEL_STD",
-    "DATALOADER.NUM_WORKERS", "DATALOADER.PREFETCH_FACTOR", "OUTPUT_DIR",
+    *(
+        f"MODEL.{k}"
+        for k in (
+            "DEVICE",
+            "SDPA_BACKEND",
+            "DROP_PATH",
+            "DROP_OUT",
+            "ATT_DROP_RATE",
+            "SIE_COE",
+            "ID_LOSS_WEIGHT",
+            "TRIPLET_LOSS_WEIGHT",
+            "LABEL_SMOOTH",
+            "NO_MARGIN",
+            "SDTPS_BETA",
+            "SDTPS_USE_GUMBEL",
+            "SDTPS_GUMBEL_TAU",
+            "SDTPS_LOSS_WEIGHT",
+        )
+    ),
+    "INPUT.SIZE_TEST",
+    "INPUT.PIXEL_MEAN",
+    "INPUT.PIXEL_STD",
+    "DATALOADER.NUM_WORKERS",
+    "DATALOADER.PREFETCH_FACTOR",
+    "OUTPUT_DIR",
 }
 
 
@@ -65,13 +109,17 @@ def pairing(cfg_a, cfg_b):
     diff = [k for k, _, _ in config_diff(cfg_a, cfg_b, ignore={"OUTPUT_DIR", "SOLVER.SEED"})]
     breaking = [k for k in diff if not _neutral(k)]
     if breaking:
-        return False, (f"Welch's t-test: the configs differ in {_keys(breaking)}, which change "
-                       "the batches a seed draws or the initial weights it builds, so the runs "
-                       "of one seed are not pairs and the two samples are treated as independent")
+        return False, (
+            f"Welch's t-test: the configs differ in {_keys(breaking)}, which change "
+            "the batches a seed draws or the initial weights it builds, so the runs "
+            "of one seed are not pairs and the two samples are treated as independent"
+        )
     what = f"differ only in {_keys(diff)}" if diff else "are identical"
-    return True, (f"paired t-test on the per-seed differences: the configs {what}, which change "
-                  "neither the data order nor the initialisation, so both runs of a seed see the "
-                  "same batches from the same initial weights")
+    return True, (
+        f"paired t-test on the per-seed differences: the configs {what}, which change "
+        "neither the data order nor the initialisation, so both runs of a seed see the "
+        "same batches from the same initial weights"
+    )
 
 
 def _results(run, selection):
@@ -87,10 +135,17 @@ def summarize(study, selection):
         if not runs:
             continue
         patterns = sorted(set.intersection(*(set(_results(r, selection)) for r in runs)))
-        out[e.label] = {p: {m: {**stats.summary([_results(r, selection)[p][m] for r in runs]),
-                                "values": [_results(r, selection)[p][m] for r in runs],
-                                "seeds": [r.seed for r in runs]}
-                            for m in METRICS} for p in patterns}
+        out[e.label] = {
+            p: {
+                m: {
+                    **stats.summary([_results(r, selection)[p][m] for r in runs]),
+                    "values": [_results(r, selection)[p][m] for r in runs],
+                    "seeds": [r.seed for r in runs],
+                }
+                for m in METRICS
+            }
+            for p in patterns
+        }
     return out
 
 
@@ -100,7 +155,7 @@ def compare_pairs(study, summary):
     out = []
     entries = [e for e in study.entries if e.label in summary]
     for i, a in enumerate(entries):
-        for b in entries[i + 1:]:
+        for b in entries[i + 1 :]:
             if a.dataset != b.dataset:
                 continue
             paired, why = pairing(a.cfg, b.cfg)
@@ -151,19 +206,44 @@ def paste_line(study, summary, metric="mAP"):
 def build(study, command=""):
     """The whole report as a JSON-able dict (also what compare.md is written from)."""
     selections = ["final"] + (["best"] if any(e.has_val for e in study.entries) else [])
-    payload = {"study": study.out, "command": command, "seeds": study.seeds,
-               "overrides": study.opts,
-               "configs": [{"label": e.label, "file": e.file, "dataset": e.dataset,
-                            "folder": e.folder, "return_pattern": e.cfg.TEST.RETURN_PATTERN,
-                            "validation": e.has_val} for e in study.entries],
-               "runs": [{"config": r.entry.label, "seed": r.seed, "folder": r.folder,
-                         "action": r.action or ("failed" if r.error else ""), "error": r.error,
-                         "final": r.final, "best": r.best, "best_epoch": r.best_epoch,
-                         "epochs": r.cfg.SOLVER.MAX_EPOCHS} for r in study.runs]}
+    payload = {
+        "study": study.out,
+        "command": command,
+        "seeds": study.seeds,
+        "overrides": study.opts,
+        "configs": [
+            {
+                "label": e.label,
+                "file": e.file,
+                "dataset": e.dataset,
+                "folder": e.folder,
+                "return_pattern": e.cfg.TEST.RETURN_PATTERN,
+                "validation": e.has_val,
+            }
+            for e in study.entries
+        ],
+        "runs": [
+            {
+                "config": r.entry.label,
+                "seed": r.seed,
+                "folder": r.folder,
+                "action": r.action or ("failed" if r.error else ""),
+                "error": r.error,
+                "final": r.final,
+                "best": r.best,
+                "best_epoch": r.best_epoch,
+                "epochs": r.cfg.SOLVER.MAX_EPOCHS,
+            }
+            for r in study.runs
+        ],
+    }
     for sel in selections:
         summary = summarize(study, sel)
-        payload[sel] = {"summary": summary, "comparisons": compare_pairs(study, summary),
-                        "paste": paste_line(study, summary) if summary else ""}
+        payload[sel] = {
+            "summary": summary,
+            "comparisons": compare_pairs(study, summary),
+            "paste": paste_line(study, summary) if summary else "",
+        }
     return payload
 
 
@@ -182,8 +262,10 @@ def _p(p):
 
 def markdown(payload):
     labels = [c["label"] for c in payload["configs"]]
-    lines = [f"# Comparison of {', '.join(labels)}: seeds {' '.join(map(str, payload['seeds']))}",
-             ""]
+    lines = [
+        f"# Comparison of {', '.join(labels)}: seeds {' '.join(map(str, payload['seeds']))}",
+        "",
+    ]
     for sel in SELECTIONS:
         if sel not in payload:
             continue
@@ -192,48 +274,71 @@ def markdown(payload):
         if not part["summary"]:
             lines += ["No finished runs.", ""]
             continue
-        lines += ["For a paper table (mAP of each config's TEST.RETURN_PATTERN, mean ± sample "
-                  "std over seeds):", "", f"    {part['paste']}", "",
-                  "| config | pattern | n | " + " | ".join(METRICS) + " |",
-                  "| --- | --- | --- |" + " --- |" * len(METRICS)]
+        lines += [
+            "For a paper table (mAP of each config's TEST.RETURN_PATTERN, mean ± sample "
+            "std over seeds):",
+            "",
+            f"    {part['paste']}",
+            "",
+            "| config | pattern | n | " + " | ".join(METRICS) + " |",
+            "| --- | --- | --- |" + " --- |" * len(METRICS),
+        ]
         for label, by_p in part["summary"].items():
             for p, ms in by_p.items():
                 n = ms[METRICS[0]]["n"]
-                lines.append(f"| {label} | {p} ({PATTERN_NAMES.get(p, '?')}) | {n} | "
-                             + " | ".join(_cell(ms[m]) for m in METRICS) + " |")
+                lines.append(
+                    f"| {label} | {p} ({PATTERN_NAMES.get(p, '?')}) | {n} | "
+                    + " | ".join(_cell(ms[m]) for m in METRICS)
+                    + " |"
+                )
         lines.append("")
         for c in part["comparisons"]:
-            lines += [f"### {c['b']} − {c['a']}", "", f"Test: {c['why']}.", "",
-                      "| pattern | metric | difference [95 % interval] | t (df) | p |",
-                      "| --- | --- | --- | --- | --- |"]
+            lines += [
+                f"### {c['b']} − {c['a']}",
+                "",
+                f"Test: {c['why']}.",
+                "",
+                "| pattern | metric | difference [95 % interval] | t (df) | p |",
+                "| --- | --- | --- | --- | --- |",
+            ]
             for r in c["rows"]:
                 if "skipped" in r:
-                    lines.append(f"| {r['pattern']} | {r['metric']} | n/a | n/a | "
-                                 f"{r['skipped']} |")
+                    lines.append(f"| {r['pattern']} | {r['metric']} | n/a | n/a | {r['skipped']} |")
                     continue
                 lo, hi = r["ci"]
-                lines.append(f"| {r['pattern']} | {r['metric']} | {r['diff']:+.2f} "
-                             f"[{lo:+.2f}, {hi:+.2f}] | {_num(r['t'])} ({_num(r['df'], '.1f')}) "
-                             f"| {_p(r['p'])} |")
+                lines.append(
+                    f"| {r['pattern']} | {r['metric']} | {r['diff']:+.2f} "
+                    f"[{lo:+.2f}, {hi:+.2f}] | {_num(r['t'])} ({_num(r['df'], '.1f')}) "
+                    f"| {_p(r['p'])} |"
+                )
             lines.append("")
-    lines += ["## Runs", "",
-              "| config | seed | this invocation | final mAP | best epoch | folder |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "## Runs",
+        "",
+        "| config | seed | this invocation | final mAP | best epoch | folder |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     primary = {c["label"]: c["return_pattern"] for c in payload["configs"]}
     for r in payload["runs"]:
         p = primary[r["config"]]
         final = r["final"] or {}
         m = final.get(p) or (final[max(final)] if final else None)
-        lines.append(f"| {r['config']} | {r['seed']} | {r['action'] or 'not run'}"
-                     f"{': ' + r['error'] if r['error'] else ''} | "
-                     f"{_num(m['mAP']) if m else 'n/a'} | {r['best_epoch'] or ''} | "
-                     f"{r['folder']} |")
-    lines += ["", "How to read this: `±` is the sample standard deviation over seeds (ddof=1); "
-              "`[a, b]` the 95 % interval of the mean (Student t, n − 1 degrees of freedom). "
-              "Differences are of means, with their 95 % interval and the two-sided p-value of "
-              "the test named above (docs/ACCURACY.md says which test applies when). Many rows "
-              "are tested at once and nothing is corrected for it: where two configs do not "
-              "differ, about one row in twenty still shows p < 0.05.", ""]
+        lines.append(
+            f"| {r['config']} | {r['seed']} | {r['action'] or 'not run'}"
+            f"{': ' + r['error'] if r['error'] else ''} | "
+            f"{_num(m['mAP']) if m else 'n/a'} | {r['best_epoch'] or ''} | "
+            f"{r['folder']} |"
+        )
+    lines += [
+        "",
+        "How to read this: `±` is the sample standard deviation over seeds (ddof=1); "
+        "`[a, b]` the 95 % interval of the mean (Student t, n − 1 degrees of freedom). "
+        "Differences are of means, with their 95 % interval and the two-sided p-value of "
+        "the test named above (docs/ACCURACY.md says which test applies when). Many rows "
+        "are tested at once and nothing is corrected for it: where two configs do not "
+        "differ, about one row in twenty still shows p < 0.05.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -283,7 +388,9 @@ def pictures(study, payload, out):
     """OUT/compare_curves.png (every run's learning curves) and OUT/compare_map[_best].png (mAP
     per config and pattern with its 95 % interval); returns the paths. Raises
     utils.run_plots.MissingMatplotlib without matplotlib."""
-    figures = [(curves_figure(study), "compare_curves.png"),
-               (bars_figure(payload, "final"), "compare_map.png"),
-               (bars_figure(payload, "best"), "compare_map_best.png")]
+    figures = [
+        (curves_figure(study), "compare_curves.png"),
+        (bars_figure(payload, "final"), "compare_map.png"),
+        (bars_figure(payload, "best"), "compare_map_best.png"),
+    ]
     return [save(fig, os.path.join(out, name)) for fig, name in figures if fig is not None]

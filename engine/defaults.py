@@ -52,8 +52,8 @@ class _ArgumentParser(argparse.ArgumentParser):
             name = tok.split("=", 1)[0] if tok.startswith("--") else tok
             action = self._option_string_actions.get(name)
             if action is not None:
-                n = 0 if "=" in tok else self._arg_count(action, tokens[i + 1:])
-                flags += tokens[i:i + 1 + n]
+                n = 0 if "=" in tok else self._arg_count(action, tokens[i + 1 :])
+                flags += tokens[i : i + 1 + n]
                 i += 1 + n
                 continue
             if len(opts) % 2 == 0 and _looks_like_option(tok):
@@ -91,10 +91,17 @@ def argument_parser(description):
     """The entry scripts' parser: --config_file, then KEY VALUE overrides; options the script adds
     may come before or after the overrides (`_ArgumentParser`)."""
     p = _ArgumentParser(description=description)
-    p.add_argument("--config_file", "--config-file", dest="config_file", default="",
-                   metavar="FILE", help="YAML config (with _BASE_ inheritance)")
-    p.add_argument("opts", nargs=argparse.REMAINDER,
-                   help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 1e-4")
+    p.add_argument(
+        "--config_file",
+        "--config-file",
+        dest="config_file",
+        default="",
+        metavar="FILE",
+        help="YAML config (with _BASE_ inheritance)",
+    )
+    p.add_argument(
+        "opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.BASE_LR 1e-4"
+    )
     return p
 
 
@@ -144,8 +151,13 @@ def setup(cfg, log_name="log.txt"):
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_logger(cfg.OUTPUT_DIR, log_name)
     logger.info("command: %s", " ".join(sys.argv))
-    logger.info("device %s, world size %d, seed %d, output %s", device, comm.get_world_size(),
-                cfg.SOLVER.SEED, cfg.OUTPUT_DIR)
+    logger.info(
+        "device %s, world size %d, seed %d, output %s",
+        device,
+        comm.get_world_size(),
+        cfg.SOLVER.SEED,
+        cfg.OUTPUT_DIR,
+    )
     seed_all(cfg.SOLVER.SEED)
     return device
 
@@ -153,10 +165,16 @@ def setup(cfg, log_name="log.txt"):
 def _git_commit():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = out.stdout.strip() or "unknown"
@@ -187,10 +205,15 @@ def provenance(cfg, device):
 
 def derived_values(model, splits):
     """Values computed once from data and model, written into config.yaml's DERIVED section."""
-    out = {"num_classes": splits.num_train_pids, "num_cameras": splits.num_cameras,
-           "num_train": len(splits.train), "num_query": len(splits.query),
-           "num_gallery": len(splits.gallery), "protocol": splits.protocol,
-           "return_patterns": list(getattr(model, "patterns", (1,)))}
+    out = {
+        "num_classes": splits.num_train_pids,
+        "num_cameras": splits.num_cameras,
+        "num_train": len(splits.train),
+        "num_query": len(splits.query),
+        "num_gallery": len(splits.gallery),
+        "protocol": splits.protocol,
+        "return_patterns": list(getattr(model, "patterns", (1,))),
+    }
     backbone = getattr(model, "backbone", None)
     if hasattr(backbone, "num_patches"):
         out["num_patches"] = int(backbone.num_patches)
@@ -213,20 +236,28 @@ def write_config(cfg, derived, prov, name="config.yaml"):
 
 def need_weight(cfg):
     if not cfg.TEST.WEIGHT:
-        config_error_exit(ConfigError(
-            "TEST.WEIGHT is empty: give the checkpoint, e.g. TEST.WEIGHT output/model_final.pth"))
+        config_error_exit(
+            ConfigError(
+                "TEST.WEIGHT is empty: give the checkpoint, e.g. TEST.WEIGHT output/model_final.pth"
+            )
+        )
 
 
 def checkpoint_sizes(path):
     """(num_classes, num_cameras or None) read from a checkpoint's classifier / SIE shapes."""
     sd = load_file(path, "TEST.WEIGHT")
     sd = sd.get("model", sd) if isinstance(sd, dict) else sd
-    classes = next((v.shape[0] for k, v in sd.items() if str(k).endswith("classifier.weight")),
-                   None) if isinstance(sd, dict) else None
+    classes = (
+        next((v.shape[0] for k, v in sd.items() if str(k).endswith("classifier.weight")), None)
+        if isinstance(sd, dict)
+        else None
+    )
     if classes is None:
-        raise WeightsFileError(f"TEST.WEIGHT {path} holds no classifier weights: not a checkpoint "
-                               "of this framework (convert DeMo's with "
-                               "tools/convert_demo_checkpoint.py)")
+        raise WeightsFileError(
+            f"TEST.WEIGHT {path} holds no classifier weights: not a checkpoint "
+            "of this framework (convert DeMo's with "
+            "tools/convert_demo_checkpoint.py)"
+        )
     cams = sd["sie.weight"].shape[0] if "sie.weight" in sd else None
     return classes, cams
 

@@ -42,7 +42,7 @@ def union_records(query, gallery):
             j = pos[r.key] = len(records)
             records.append(r)
         idx.append(j)
-    return records, torch.tensor(idx[: len(query)]), torch.tensor(idx[len(query):])
+    return records, torch.tensor(idx[: len(query)]), torch.tensor(idx[len(query) :])
 
 
 def missing_modalities(cfg):
@@ -150,12 +150,16 @@ class Evaluator:
                 feats = forward(batch)
             feats = {k: v for k, v in feats.items() if torch.is_tensor(v)}
             if host is None:  # page-locked on a GPU: the copies below run while the model goes on
-                host = {k: torch.empty((size, *v.shape[1:]), dtype=torch.float32,
-                                       pin_memory=device.type == "cuda") for k, v in feats.items()}
+                host = {
+                    k: torch.empty(
+                        (size, *v.shape[1:]), dtype=torch.float32, pin_memory=device.type == "cuda"
+                    )
+                    for k, v in feats.items()
+                }
             # Each batch's features go to the host as they are made (queued before the next
             # replay of a CUDA graph overwrites them), not all at the end.
             for k, v in feats.items():
-                host[k][done:done + n].copy_(v[:n], non_blocking=True)
+                host[k][done : done + n].copy_(v[:n], non_blocking=True)
             done += n
         model.train(was_training)
         if device.type == "cuda":  # the feature copies above have landed
@@ -168,11 +172,14 @@ class Evaluator:
         # The shards are contiguous and gathered in rank order, and each is read in order.
         index = torch.cat([idx for idx, _ in shards])
         if not torch.equal(index, torch.arange(len(records))):
-            raise RuntimeError(f"the test loader returned {index.numel()} items for {len(records)} "
-                               "records, not each once in order (duplicates, gaps or reordering)")
+            raise RuntimeError(
+                f"the test loader returned {index.numel()} items for {len(records)} "
+                "records, not each once in order (duplicates, gaps or reordering)"
+            )
         parts = [f for _, f in shards if f]
-        return {k: torch.cat([f[k] for f in parts]) if len(parts) > 1 else parts[0][k]
-                for k in parts[0]}
+        return {
+            k: torch.cat([f[k] for f in parts]) if len(parts) > 1 else parts[0][k] for k in parts[0]
+        }
 
     def evaluate(self, model, split="test", writer=None, step=None, epoch=None):
         """Metrics of `model` on the splits for every available return_pattern (TEST.ALL_PATTERNS)
@@ -197,8 +204,9 @@ class Evaluator:
         patterns = available if cfg.TEST.ALL_PATTERNS else (cfg.TEST.RETURN_PATTERN,)
         missing = [p for p in patterns if p not in available]
         if missing:
-            raise ValueError(f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has "
-                             f"{available}")
+            raise ValueError(
+                f"TEST.RETURN_PATTERN {missing[0]} is not available; the model has {available}"
+            )
         device = next(model.parameters()).device
         q_mods, g_mods = modality_sets(cfg)
         records, q_idx, g_idx = union_records(query, gallery)
@@ -215,27 +223,47 @@ class Evaluator:
             results = {}
             for p in patterns:
                 fq, fg = select_pattern(q_feats, p), select_pattern(g_feats, p)
-                results[p] = rank_metrics(cfg, fq[q_idx], fg[g_idx], query, gallery,
-                                          splits.protocol, device)
+                results[p] = rank_metrics(
+                    cfg, fq[q_idx], fg[g_idx], query, gallery, splits.protocol, device
+                )
             t_rank = time.perf_counter() - start - t_feat
             lost = unmatched_queries(query, gallery, splits.protocol)  # the metrics skip them
             if lost:
                 logger.warning(
                     "%d of %d %s %s queries have no valid gallery match (same-id items all "
                     "removed by the %s protocol, or the id absent from the gallery) and are left "
-                    "out of every metric: %s", len(lost), len(query), splits.name, split,
-                    splits.protocol, ", ".join(query[i].key for i in lost[:5])
-                    + (", ..." if len(lost) > 5 else ""))
-            logger.info("%s %s: %d of %d queries ranked, %d gallery (%d distinct samples), %s "
-                        "protocol, query %s, gallery %s, re-ranking %s; features %.1f s, ranking "
-                        "%.1f s\n%s", splits.name, split, len(query) - len(lost), len(query),
-                        len(gallery), len(records), splits.protocol,
-                        "+".join(q_mods), "+".join(g_mods), cfg.TEST.RE_RANKING, t_feat, t_rank,
-                        _table(results))
+                    "out of every metric: %s",
+                    len(lost),
+                    len(query),
+                    splits.name,
+                    split,
+                    splits.protocol,
+                    ", ".join(query[i].key for i in lost[:5]) + (", ..." if len(lost) > 5 else ""),
+                )
+            logger.info(
+                "%s %s: %d of %d queries ranked, %d gallery (%d distinct samples), %s "
+                "protocol, query %s, gallery %s, re-ranking %s; features %.1f s, ranking "
+                "%.1f s\n%s",
+                splits.name,
+                split,
+                len(query) - len(lost),
+                len(query),
+                len(gallery),
+                len(records),
+                splits.protocol,
+                "+".join(q_mods),
+                "+".join(g_mods),
+                cfg.TEST.RE_RANKING,
+                t_feat,
+                t_rank,
+                _table(results),
+            )
             if writer is not None:
                 _write(cfg, results, split, writer, step, epoch, len(query) - len(lost))
-            if cfg.TEST.VIS_TOKENS and getattr(getattr(model, "module", model), "sdtps",
-                                               None) is not None:
+            if (
+                cfg.TEST.VIS_TOKENS
+                and getattr(getattr(model, "module", model), "sdtps", None) is not None
+            ):
                 write_token_maps(cfg, model, query, writer, step)
         return comm.broadcast_object(results)
 
@@ -256,15 +284,19 @@ def evaluate(cfg, model, splits, split="test", writer=None, step=None, epoch=Non
 
 def _pad(batch, size):
     """The model's inputs of `batch` padded with zeros to `size` samples."""
+
     def pad(x):
         return torch.cat([x, x.new_zeros(size - len(x), *x.shape[1:])])
 
-    return {"images": {m: pad(x) for m, x in batch["images"].items()},
-            "camids": pad(batch["camids"])}
+    return {
+        "images": {m: pad(x) for m, x in batch["images"].items()},
+        "camids": pad(batch["camids"]),
+    }
 
 
 def rank_metrics(cfg, q, g, qr, gr, protocol, device):
     """Percent metrics for features q (Q, D), g (G, D) of query records qr / gallery records gr."""
+
     def ids(records, field):
         return torch.tensor([getattr(r, field) for r in records])
 
@@ -282,8 +314,13 @@ def rank_metrics(cfg, q, g, qr, gr, protocol, device):
         cmc, m_ap, m_inp = evaluate_rank(dist, *args, max_rank=max_rank, **scenes)
     else:
         cmc, m_ap, m_inp = rank_features(q, g, *args, max_rank=max_rank, **scenes)
-    return {"mAP": 100 * m_ap, "mINP": 100 * m_inp, "R1": 100 * cmc[0], "R5": 100 * cmc[4],
-            "R10": 100 * cmc[9]}
+    return {
+        "mAP": 100 * m_ap,
+        "mINP": 100 * m_inp,
+        "R1": 100 * cmc[0],
+        "R5": 100 * cmc[4],
+        "R10": 100 * cmc[9],
+    }
 
 
 def _table(results):
@@ -291,8 +328,11 @@ def _table(results):
     rows = [head, "|" + "|".join("-" * (len(c) + 0) for c in head.split("|")[1:-1]) + "|"]
     for p, m in results.items():
         name = f"{p} ({PATTERN_NAMES.get(p, '?')})"
-        rows.append(f"| {name:<13} | " + " | ".join(f"{m[k]:6.2f}" for k in
-                                                    ("mAP", "mINP", "R1", "R5", "R10")) + " |")
+        rows.append(
+            f"| {name:<13} | "
+            + " | ".join(f"{m[k]:6.2f}" for k in ("mAP", "mINP", "R1", "R5", "R10"))
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -301,11 +341,23 @@ def _write(cfg, results, split, writer, step, epoch, ranked):
     setting = setting_name(cfg, query, gallery)
     prefix = f"{split}/{setting}/" if setting else f"{split}/"
     scalars = {f"{prefix}pattern{p}/{k}": v for p, m in results.items() for k, v in m.items()}
-    writer.write({"type": "eval", "split": split, "epoch": epoch, "step": step,
-                  "setting": setting or "full", "query_modalities": list(query),
-                  "gallery_modalities": list(gallery), "miss": cfg.TEST.MISS,
-                  "re_ranking": cfg.TEST.RE_RANKING, "queries_ranked": ranked,
-                  "results": {str(p): m for p, m in results.items()}}, scalars, step or 0)
+    writer.write(
+        {
+            "type": "eval",
+            "split": split,
+            "epoch": epoch,
+            "step": step,
+            "setting": setting or "full",
+            "query_modalities": list(query),
+            "gallery_modalities": list(gallery),
+            "miss": cfg.TEST.MISS,
+            "re_ranking": cfg.TEST.RE_RANKING,
+            "queries_ranked": ranked,
+            "results": {str(p): m for p, m in results.items()},
+        },
+        scalars,
+        step or 0,
+    )
 
 
 def evaluate_weights(cfg, model, splits, split="test"):
@@ -326,9 +378,12 @@ def evaluate_weights(cfg, model, splits, split="test"):
         logger.warning("no TEST.WEIGHT: evaluating the untrained model")
     device = next(model.parameters()).device
     prov = provenance(cfg, device)
-    writer = EventWriter(cfg.OUTPUT_DIR, {k: prov[k] for k in ("git_commit", "device", "seed",
-                                                              "world_size")},
-                         metrics_name="test_metrics.json", tb_subdir="test_events")
+    writer = EventWriter(
+        cfg.OUTPUT_DIR,
+        {k: prov[k] for k in ("git_commit", "device", "seed", "world_size")},
+        metrics_name="test_metrics.json",
+        tb_subdir="test_events",
+    )
     try:
         with Evaluator(cfg, splits) as evaluator:
             return evaluator.evaluate(model, split=split, writer=writer, step=step, epoch=epoch)

@@ -67,19 +67,31 @@ class PeriodicWriter(HookBase):
         t = self.trainer
         elapsed = time.perf_counter() - self._epoch_start
         speed = t.iters_per_epoch * t.cfg.SOLVER.IMS_PER_BATCH / max(elapsed, 1e-9)
-        record = {"type": "epoch", "epoch": t.epoch, "step": t.step_of(t.epoch),
-                  "seconds": elapsed, "triplets_per_s": speed}
+        record = {
+            "type": "epoch",
+            "epoch": t.epoch,
+            "step": t.step_of(t.epoch),
+            "seconds": elapsed,
+            "triplets_per_s": speed,
+        }
         skipped = t.take_skipped_steps()
         if skipped is not None:  # fp16: steps GradScaler dropped for inf/NaN gradients
             record.update(amp_skipped_steps=skipped, amp_scale=t.scaler.get_scale())
-        logger.info("epoch %d done in %.1f s (%.1f triplets/s)%s", t.epoch, elapsed, speed,
-                    "" if skipped is None else
-                    f"; fp16: {skipped} of {t.iters_per_epoch} optimizer steps skipped, loss "
-                    f"scale {record['amp_scale']:g}")
+        logger.info(
+            "epoch %d done in %.1f s (%.1f triplets/s)%s",
+            t.epoch,
+            elapsed,
+            speed,
+            ""
+            if skipped is None
+            else f"; fp16: {skipped} of {t.iters_per_epoch} optimizer steps skipped, loss "
+            f"scale {record['amp_scale']:g}",
+        )
         scalars = {"train/epoch_seconds": elapsed}
         if skipped is not None:
-            scalars.update({"train/amp_skipped_steps": skipped, "train/amp_scale":
-                            record["amp_scale"]})
+            scalars.update(
+                {"train/amp_skipped_steps": skipped, "train/amp_scale": record["amp_scale"]}
+            )
         t.writer.write(record, scalars, record["step"])
 
     def _flush(self):
@@ -96,14 +108,33 @@ class PeriodicWriter(HookBase):
             t.pbar.set_postfix({k: f"{v:.3f}" for k, v in means.items()}, refresh=False)
         # With a bar on the terminal the periodic line still goes to log.txt.
         body = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
-        logger.info("epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s", t.epoch, t.iter,
-                    t.iters_per_epoch, body, lr, speed, eta,
-                    extra={"file_only": t.pbar is not None})
+        logger.info(
+            "epoch %d iter %d/%d  %s  lr %.3g  %.1f triplets/s  eta %s",
+            t.epoch,
+            t.iter,
+            t.iters_per_epoch,
+            body,
+            lr,
+            speed,
+            eta,
+            extra={"file_only": t.pbar is not None},
+        )
         step = t.step_of(t.epoch, t.iter)
         scalars = {f"train/{k}": v for k, v in means.items()}
         scalars.update({"train/lr": lr, "train/triplets_per_s": speed})
-        t.writer.write({"type": "train", "epoch": t.epoch, "iter": t.iter, "step": step, **means,
-                        "lr": lr, "triplets_per_s": speed}, scalars, step)
+        t.writer.write(
+            {
+                "type": "train",
+                "epoch": t.epoch,
+                "iter": t.iter,
+                "step": step,
+                **means,
+                "lr": lr,
+                "triplets_per_s": speed,
+            },
+            scalars,
+            step,
+        )
 
 
 class Evaluate(HookBase):
@@ -129,8 +160,11 @@ class Evaluate(HookBase):
     def before_train(self):
         t = self.trainer
         if t.pending_eval:
-            logger.info("finishing the evaluation of epoch %d (%s) cut short before the resume",
-                        t.epoch, ", ".join(t.pending_eval))
+            logger.info(
+                "finishing the evaluation of epoch %d (%s) cut short before the resume",
+                t.epoch,
+                ", ".join(t.pending_eval),
+            )
             self._run(t.pending_eval)
 
     def after_epoch(self):
@@ -147,10 +181,12 @@ class Evaluate(HookBase):
             score = _score(res, t.cfg.TEST.RETURN_PATTERN)
             if score > t.state.get("best_val_mAP", float("-inf")):
                 t.state.update(best_val_mAP=score, best_epoch=t.epoch)
-                t.checkpointer.save("model_best.pth", t.epoch, t.cfg, extra=dict(t.state),
-                                    iteration=step)
-                logger.info("new best on val: mAP %.2f at epoch %d -> model_best.pth", score,
-                            t.epoch)
+                t.checkpointer.save(
+                    "model_best.pth", t.epoch, t.cfg, extra=dict(t.state), iteration=step
+                )
+                logger.info(
+                    "new best on val: mAP %.2f at epoch %d -> model_best.pth", score, t.epoch
+                )
 
 
 def _score(results, pattern):
@@ -167,16 +203,17 @@ class Checkpoint(HookBase):
     def after_epoch(self):
         t = self.trainer
         extra, step = dict(t.state), t.step_of(t.epoch)
-        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True,
-                            iteration=step)
+        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True, iteration=step)
         period = t.cfg.SOLVER.CHECKPOINT_PERIOD
         if period > 0 and t.epoch % period == 0:
-            t.checkpointer.save(f"model_{t.epoch:04d}.pth", t.epoch, t.cfg, extra=extra,
-                                iteration=step)
+            t.checkpointer.save(
+                f"model_{t.epoch:04d}.pth", t.epoch, t.cfg, extra=extra, iteration=step
+            )
 
     def after_train(self):
         t = self.trainer
-        t.checkpointer.save("model_final.pth", t.epoch, t.cfg, extra=dict(t.state),
-                            iteration=t.step_of(t.epoch))
+        t.checkpointer.save(
+            "model_final.pth", t.epoch, t.cfg, extra=dict(t.state), iteration=t.step_of(t.epoch)
+        )
         t.checkpointer.wait()
         comm.synchronize()

@@ -51,17 +51,37 @@ def any_to_any(cfg, model, splits, sets=None, pairs=None):
     results = {}
     for q, g in pairs:
         results[(q, g)] = {
-            p: rank_metrics(cfg, select_pattern(feats[q], p)[q_idx],
-                            select_pattern(feats[g], p)[g_idx], splits.query, splits.gallery,
-                            splits.protocol, device)
-            for p in model.patterns}
-        logger.info("%s: %s", setting_name(cfg, q, g) or "all modalities", ", ".join(
-            f"pattern {p} mAP {m['mAP']:.2f}" for p, m in results[(q, g)].items()))
-    timing = {"extract_s": t_extract, "rank_s": time.perf_counter() - start - t_extract,
-              "extractions": len(sets), "settings": len(pairs),
-              "samples": len(records)}
-    logger.info("%d settings from %d extractions of %d samples: extraction %.1f s, ranking %.1f s",
-                len(pairs), len(sets), len(records), timing["extract_s"], timing["rank_s"])
+            p: rank_metrics(
+                cfg,
+                select_pattern(feats[q], p)[q_idx],
+                select_pattern(feats[g], p)[g_idx],
+                splits.query,
+                splits.gallery,
+                splits.protocol,
+                device,
+            )
+            for p in model.patterns
+        }
+        logger.info(
+            "%s: %s",
+            setting_name(cfg, q, g) or "all modalities",
+            ", ".join(f"pattern {p} mAP {m['mAP']:.2f}" for p, m in results[(q, g)].items()),
+        )
+    timing = {
+        "extract_s": t_extract,
+        "rank_s": time.perf_counter() - start - t_extract,
+        "extractions": len(sets),
+        "settings": len(pairs),
+        "samples": len(records),
+    }
+    logger.info(
+        "%d settings from %d extractions of %d samples: extraction %.1f s, ranking %.1f s",
+        len(pairs),
+        len(sets),
+        len(records),
+        timing["extract_s"],
+        timing["rank_s"],
+    )
     return results, timing
 
 
@@ -69,8 +89,10 @@ def missing_suite(cfg, model, splits):
     """{TEST.MISS letters: {pattern: metrics}} for the full set and DeMo's six missing settings
     (the diagonal of the any-to-any matrix), and the timing."""
     mods = cfg.INPUT.MODALITIES
-    sets = [tuple(m for i, m in enumerate(mods) if letters == "none" or "rnt"[i] not in letters)
-            for letters in MISS_CHOICES]
+    sets = [
+        tuple(m for i, m in enumerate(mods) if letters == "none" or "rnt"[i] not in letters)
+        for letters in MISS_CHOICES
+    ]
     results, timing = any_to_any(cfg, model, splits, sets, [(s, s) for s in sets])
     if results is None:
         return None, timing

@@ -29,16 +29,35 @@ logger = logging.getLogger(__name__)
 
 LOCK = "train.lock"
 # Files that only a training run writes: a folder holding any of them holds a run.
-RUN_FILES = ("last_checkpoint", "last.pth", "model_final.pth", "model_best.pth", "metrics.json",
-             "config.yaml")
+RUN_FILES = (
+    "last_checkpoint",
+    "last.pth",
+    "model_final.pth",
+    "model_best.pth",
+    "metrics.json",
+    "config.yaml",
+)
 # Keys a resumed run may change freely: where files are, how fast or how often things happen,
 # and how the test is run. Every other key (the schedule, the data, the model, the precision,
 # the seed) makes the continued run a different experiment.
-FREE_ON_RESUME = ("OUTPUT_DIR", "MODEL.DEVICE", "MODEL.PRETRAIN_PATH", "MODEL.SDPA_BACKEND",
-                  "DATASETS.ROOT_DIR", "DATASETS.SKIP_BAD", "DATALOADER.NUM_WORKERS",
-                  "DATALOADER.PREFETCH_FACTOR", "SOLVER.COMPILE", "SOLVER.COMPILE_MODE",
-                  "SOLVER.DDP_BUCKET_MB", "SOLVER.CHECKPOINT_PERIOD", "SOLVER.KEEP_CHECKPOINTS",
-                  "SOLVER.LOG_PERIOD", "SOLVER.EVAL_PERIOD", "TEST.")
+FREE_ON_RESUME = (
+    "OUTPUT_DIR",
+    "MODEL.DEVICE",
+    "MODEL.PRETRAIN_PATH",
+    "MODEL.SDPA_BACKEND",
+    "DATASETS.ROOT_DIR",
+    "DATASETS.SKIP_BAD",
+    "DATALOADER.NUM_WORKERS",
+    "DATALOADER.PREFETCH_FACTOR",
+    "SOLVER.COMPILE",
+    "SOLVER.COMPILE_MODE",
+    "SOLVER.DDP_BUCKET_MB",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "SOLVER.KEEP_CHECKPOINTS",
+    "SOLVER.LOG_PERIOD",
+    "SOLVER.EVAL_PERIOD",
+    "TEST.",
+)
 
 
 class RunDirError(ConfigError):
@@ -61,8 +80,10 @@ class RunLock:
     or the process ends. `busy`: the message when another process holds it, with {folder} and
     {holder} (its pid, host and start time)."""
 
-    BUSY = ("OUTPUT_DIR {folder} is in use by a live run ({holder}): wait for it to end, stop it, "
-            "or choose another OUTPUT_DIR")
+    BUSY = (
+        "OUTPUT_DIR {folder} is in use by a live run ({holder}): wait for it to end, stop it, "
+        "or choose another OUTPUT_DIR"
+    )
 
     def __init__(self, output_dir, name=LOCK, busy=BUSY):
         self.path = os.path.join(output_dir, name)
@@ -78,8 +99,9 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunDirError(self.busy.format(folder=os.path.dirname(self.path),
-                                               holder=holder)) from None
+            raise RunDirError(
+                self.busy.format(folder=os.path.dirname(self.path), holder=holder)
+            ) from None
         self._file = f
         return self
 
@@ -111,7 +133,8 @@ def take_run_folder(output_dir, resume):
         lock.release()
         raise RunDirError(
             f"OUTPUT_DIR {output_dir} already holds a training run ({', '.join(found[:4])}): "
-            "pass --resume to continue it, or another OUTPUT_DIR to start a new one")
+            "pass --resume to continue it, or another OUTPUT_DIR to start a new one"
+        )
     lock.stamp()
     for tmp in glob.glob(os.path.join(glob.escape(output_dir), f"*{TMP_SUFFIX}*")):
         if re.search(re.escape(TMP_SUFFIX) + r"\d+$", tmp):
@@ -144,8 +167,9 @@ def find_resumable(output_dir):
     for name in resume_candidates(output_dir):
         path = os.path.join(output_dir, name)
         if not os.path.isfile(path):
-            logger.warning("--resume: %s names %s, which does not exist; trying older checkpoints",
-                           LAST, path)
+            logger.warning(
+                "--resume: %s names %s, which does not exist; trying older checkpoints", LAST, path
+            )
             continue
         try:
             ckpt = load_checkpoint(path)
@@ -160,7 +184,8 @@ def find_resumable(output_dir):
     raise RunDirError(
         f"--resume: OUTPUT_DIR {output_dir} holds a run ({', '.join(run_files(output_dir)[:4])}) "
         "but no checkpoint that loads completely: nothing to continue from. Move the folder "
-        "away (or delete it) to start again, or choose another OUTPUT_DIR")
+        "away (or delete it) to start again, or choose another OUTPUT_DIR"
+    )
 
 
 def _flatten(node, prefix=""):
@@ -201,7 +226,8 @@ def check_resume_config(ckpt, path, cfg, allow_changes):
         raise RunDirError(
             f"--resume: the config differs from {path}'s in keys that change the schedule or "
             f"the model ({listed}); resume with the checkpoint's values, or pass --resume-changed "
-            "to continue with the new ones")
+            "to continue with the new ones"
+        )
     for k, a, b in changes:
         logger.warning("--resume-changed: %s %r -> %r (checkpoint %s)", k, a, b, path)
 
@@ -252,6 +278,7 @@ def trim_records(output_dir, epoch):
         with open(tmp, "w") as f:
             f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in kept)
         os.replace(tmp, path)
-        logger.info("metrics.json: %d records after epoch %d removed (that epoch is redone)",
-                    dropped, epoch)
+        logger.info(
+            "metrics.json: %d records after epoch %d removed (that epoch is redone)", dropped, epoch
+        )
     return [r for r in kept if r.get("type") == "eval" and r.get("epoch") == epoch]

@@ -31,8 +31,7 @@ def token_figures(cfg, model, records, title_fn=None):
                 rec = records[idx]
                 one = {m: {k: v[b] for k, v in s.items()} for m, s in sel.items()}
                 title = title_fn(rec) if title_fn else f"id {rec.pid}, camera {rec.camid + 1}"
-                figures.append(token_figure(display_images(cfg, rec), one, *geometry, info,
-                                            title))
+                figures.append(token_figure(display_images(cfg, rec), one, *geometry, info, title))
     finally:
         model.train(was_training)
     return figures

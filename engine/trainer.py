@@ -47,14 +47,23 @@ def wrap_ddp(model, cfg, device):
     if "batched_grad_copy" in inspect.signature(DistributedDataParallel).parameters:
         kw["batched_grad_copy"] = True
     ids = [device.index] if device.type == "cuda" else None
-    model = DistributedDataParallel(model, device_ids=ids, static_graph=True,
-                                    gradient_as_bucket_view=True, bucket_cap_mb=s.DDP_BUCKET_MB,
-                                    **kw)
+    model = DistributedDataParallel(
+        model,
+        device_ids=ids,
+        static_graph=True,
+        gradient_as_bucket_view=True,
+        bucket_cap_mb=s.DDP_BUCKET_MB,
+        **kw,
+    )
     if s.DDP_GRAD_DTYPE == "bfloat16":
         model.register_comm_hook(None, default_hooks.bf16_compress_hook)
-    logger.info("DDP over %d ranks: %g MB gradient buckets, all-reduced in %s, %s",
-                comm.get_world_size(), s.DDP_BUCKET_MB, s.DDP_GRAD_DTYPE,
-                "batched copies" if kw else "a copy per gradient")
+    logger.info(
+        "DDP over %d ranks: %g MB gradient buckets, all-reduced in %s, %s",
+        comm.get_world_size(),
+        s.DDP_BUCKET_MB,
+        s.DDP_GRAD_DTYPE,
+        "batched copies" if kw else "a copy per gradient",
+    )
     return model
 
 
@@ -85,8 +94,14 @@ class Trainer:
         self.scaler = grad_scaler(self.device, self.amp_dtype)  # enabled for fp16 only
         self.skipped_steps = torch.zeros((), dtype=torch.long, device=self.device)
         self.train_model = self._wrap(model)
-        self.checkpointer = Checkpointer(cfg.OUTPUT_DIR, model, self.optimizer, self.scheduler,
-                                         self.scaler, keep=cfg.SOLVER.KEEP_CHECKPOINTS)
+        self.checkpointer = Checkpointer(
+            cfg.OUTPUT_DIR,
+            model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            keep=cfg.SOLVER.KEEP_CHECKPOINTS,
+        )
         self.writer = None  # opened by train(), after a resume has trimmed the old records
         # The epoch's checkpoint is written (in the background) before its evaluation starts: a
         # crash in evaluation does not cost the epoch's weights.
@@ -97,8 +112,12 @@ class Trainer:
         self.results = None  # the last test evaluation
         self.pending_eval = ()  # splits of the resumed epoch whose evaluation never finished
         self._window = {}
-        logger.info("training in %s, %d iterations per epoch, %d epochs",
-                    self.amp_dtype or "float32", self.iters_per_epoch, self.max_epochs)
+        logger.info(
+            "training in %s, %d iterations per epoch, %d epochs",
+            self.amp_dtype or "float32",
+            self.iters_per_epoch,
+            self.max_epochs,
+        )
 
     def _wrap(self, model):
         if comm.get_world_size() > 1:
@@ -137,10 +156,12 @@ class Trainer:
         best = os.path.join(self.cfg.OUTPUT_DIR, "model_best.pth")
         if self.has_val and os.path.isfile(best):
             saved = load_checkpoint(best, mmap=True).get("extra") or {}
-            if saved.get("best_val_mAP", float("-inf")) > self.state.get("best_val_mAP",
-                                                                         float("-inf")):
-                self.state.update(best_val_mAP=saved["best_val_mAP"],
-                                  best_epoch=saved.get("best_epoch"))
+            if saved.get("best_val_mAP", float("-inf")) > self.state.get(
+                "best_val_mAP", float("-inf")
+            ):
+                self.state.update(
+                    best_val_mAP=saved["best_val_mAP"], best_epoch=saved.get("best_epoch")
+                )
         done = None
         if comm.is_main_process():
             done = {r.get("split") for r in trim_records(self.cfg.OUTPUT_DIR, epoch)}
@@ -155,10 +176,11 @@ class Trainer:
         self.epoch = start - 1
         prov = provenance(self.cfg, self.device)
         # purge_step: TensorBoard drops the events of the unfinished epoch that is redone.
-        self.writer = EventWriter(self.cfg.OUTPUT_DIR,
-                                  {k: prov[k] for k in ("git_commit", "device", "seed",
-                                                        "world_size")},
-                                  purge_step=self.step_of(start, 1) if start > 1 else None)
+        self.writer = EventWriter(
+            self.cfg.OUTPUT_DIR,
+            {k: prov[k] for k in ("git_commit", "device", "seed", "world_size")},
+            purge_step=self.step_of(start, 1) if start > 1 else None,
+        )
         try:
             for h in self.hooks:
                 h.before_train()
@@ -193,8 +215,13 @@ class Trainer:
         self.train_model.train()
         batches = self._batches()
         if comm.is_main_process() and sys.stdout.isatty():
-            self.pbar = tqdm(batches, total=self.iters_per_epoch, dynamic_ncols=True,
-                             desc=f"epoch {self.epoch}/{self.max_epochs}", leave=False)
+            self.pbar = tqdm(
+                batches,
+                total=self.iters_per_epoch,
+                dynamic_ncols=True,
+                desc=f"epoch {self.epoch}/{self.max_epochs}",
+                leave=False,
+            )
             batches = self.pbar
         try:
             for it, batch in enumerate(batches, start=1):
@@ -251,12 +278,17 @@ class Trainer:
         v = torch.stack([values[k].detach().float().reshape(()) for k in keys])
         w = self._window
         if not w:
-            w = self._window = {"keys": keys, "sum": torch.zeros_like(v),
-                                "first_bad": torch.full_like(v, -1.0), "n": 0}
+            w = self._window = {
+                "keys": keys,
+                "sum": torch.zeros_like(v),
+                "first_bad": torch.full_like(v, -1.0),
+                "n": 0,
+            }
         elif w["keys"] != keys:
             raise RuntimeError(f"the training outputs changed from {w['keys']} to {keys}")
-        w["first_bad"] = torch.where((w["first_bad"] < 0) & ~torch.isfinite(v),
-                                     float(self.iter), w["first_bad"])
+        w["first_bad"] = torch.where(
+            (w["first_bad"] < 0) & ~torch.isfinite(v), float(self.iter), w["first_bad"]
+        )
         w["sum"] = w["sum"] + torch.nan_to_num(v)
         w["n"] += 1
 
@@ -284,5 +316,6 @@ class Trainer:
             raise NonFiniteLossError(
                 f"non-finite loss: {key} at epoch {self.epoch}, iteration {it}/"
                 f"{self.iters_per_epoch}; stopped without saving this epoch (the last good "
-                f"checkpoint is kept in {self.cfg.OUTPUT_DIR})")
+                f"checkpoint is kept in {self.cfg.OUTPUT_DIR})"
+            )
         return dict(zip(keys, means))

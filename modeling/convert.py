@@ -115,8 +115,9 @@ def stack_fusion(sd, heads):
         if m:
             h, e = int(m[1]), int(m[2])
             if h >= heads:
-                raise ValueError(f"checkpoint key {key}: expert head {h}, but MODEL.HEAD is "
-                                 f"{heads}")
+                raise ValueError(
+                    f"checkpoint key {key}: expert head {h}, but MODEL.HEAD is {heads}"
+                )
             name = f"atm.experts.{m[4]}" if m[3] == "0" else f"atm.expert_norm.{m[4]}"
             parts.setdefault(name, {})[e * heads + h] = v
             continue
@@ -124,8 +125,10 @@ def stack_fusion(sd, heads):
     for name, rows in parts.items():
         n = len(_HDM_NAMES) * (heads if name.startswith("atm.") else 1)
         if sorted(rows) != list(range(n)):
-            raise ValueError(f"checkpoint: {name} needs {n} parts (HDM subsets or ATM experts), "
-                             f"found {len(rows)}")
+            raise ValueError(
+                f"checkpoint: {name} needs {n} parts (HDM subsets or ATM experts), "
+                f"found {len(rows)}"
+            )
         stacked = [rows[i] for i in range(n)]
         if name.endswith("num_batches_tracked"):
             out[name] = max(stacked)

@@ -43,8 +43,14 @@ def param_groups(cfg, model):
         if params:
             lr, wd = spec[key]
             groups.append({"name": key, "params": params, "lr": lr, "weight_decay": wd})
-            logger.info("param group %-13s %4d tensors, %10d values, lr %.3g, wd %.3g", key,
-                        len(params), sum(p.numel() for p in params), lr, wd)
+            logger.info(
+                "param group %-13s %4d tensors, %10d values, lr %.3g, wd %.3g",
+                key,
+                len(params),
+                sum(p.numel() for p in params),
+                lr,
+                wd,
+            )
     return groups
 
 
@@ -57,8 +63,9 @@ def build_optimizer(cfg, model):
     # One fused kernel per step on the GPU instead of a loop over the ~200 tensors.
     fused = all(p.is_cuda for g in groups for p in g["params"])
     if name == "SGD":
-        return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-                               fused=fused)
+        return torch.optim.SGD(
+            groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM, fused=fused
+        )
     if name == "AdamW":
         return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, fused=fused)
     if name == "Adam":

@@ -19,8 +19,13 @@ def test_both_option_spellings_and_trailing_opts(flag):
 
 
 def _run(script, *argv):
-    return subprocess.run([sys.executable, os.path.join(REPO, script), *argv], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, script), *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_config_error_is_one_line_and_exit_2():
@@ -55,13 +60,22 @@ def _parsed(module, monkeypatch, argv):
     return args
 
 
-@pytest.mark.parametrize("argv, flags, opts", [
-    (["--config_file", SMOKE, "SOLVER.SEED", "3", "--resume"], {"resume": True},
-     ["SOLVER.SEED", "3"]),
-    (["SOLVER.SEED", "-1", "--eval-only", "TEST.IMS_PER_BATCH", "8", "--config-file", SMOKE],
-     {"eval_only": True, "resume": False}, ["SOLVER.SEED", "-1", "TEST.IMS_PER_BATCH", "8"]),
-    (["--resume", "--config_file", SMOKE], {"resume": True}, []),
-])
+@pytest.mark.parametrize(
+    "argv, flags, opts",
+    [
+        (
+            ["--config_file", SMOKE, "SOLVER.SEED", "3", "--resume"],
+            {"resume": True},
+            ["SOLVER.SEED", "3"],
+        ),
+        (
+            ["SOLVER.SEED", "-1", "--eval-only", "TEST.IMS_PER_BATCH", "8", "--config-file", SMOKE],
+            {"eval_only": True, "resume": False},
+            ["SOLVER.SEED", "-1", "TEST.IMS_PER_BATCH", "8"],
+        ),
+        (["--resume", "--config_file", SMOKE], {"resume": True}, []),
+    ],
+)
 def test_train_net_flags_after_overrides(monkeypatch, argv, flags, opts):
     import train_net
 
@@ -93,10 +107,29 @@ def test_config_messages_reach_log_txt(synthetic_root, tmp_path):
     # A legacy DeMo key, and the exclusive switch turning DeMo.yml's HDM / ATM off: both are said
     # while the config loads, before the logger writes OUTPUT_DIR/log.txt.
     out = tmp_path / "run"
-    res = _run("train_net.py", "--config_file", SMOKE, "DATASETS.ROOT_DIR", synthetic_root,
-               "OUTPUT_DIR", str(out), "MODEL.TRI_LOSS_WEIGHT", "1.0", "MODEL.USE_SDTPS", "True",
-               "SOLVER.MAX_EPOCHS", "1", "SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE",
-               "2", "SOLVER.WARMUP_ITERS", "1", "TEST.IMS_PER_BATCH", "16")
+    res = _run(
+        "train_net.py",
+        "--config_file",
+        SMOKE,
+        "DATASETS.ROOT_DIR",
+        synthetic_root,
+        "OUTPUT_DIR",
+        str(out),
+        "MODEL.TRI_LOSS_WEIGHT",
+        "1.0",
+        "MODEL.USE_SDTPS",
+        "True",
+        "SOLVER.MAX_EPOCHS",
+        "1",
+        "SOLVER.IMS_PER_BATCH",
+        "8",
+        "DATALOADER.NUM_INSTANCE",
+        "2",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "TEST.IMS_PER_BATCH",
+        "16",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     log = (out / "log.txt").read_text()
     legacy = "MODEL.TRI_LOSS_WEIGHT is DeMo's name for MODEL.TRIPLET_LOSS_WEIGHT"

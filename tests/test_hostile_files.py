@@ -99,8 +99,10 @@ def _torchscript_shaped(path, marker, protocol=2):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", pickle.dumps(_System(marker), protocol=protocol))
         z.writestr("archive/constants.pkl", pickle.dumps((), protocol=2))
-        z.writestr("archive/code/__torch__/evil.py",
-                   "class Evil(Module):\n  __parameters__ = []\n  __buffers__ = []\n")
+        z.writestr(
+            "archive/code/__torch__/evil.py",
+            "class Evil(Module):\n  __parameters__ = []\n  __buffers__ = []\n",
+        )
         z.writestr("archive/version", "3\n")
 
 
@@ -255,21 +257,46 @@ def _one_error_line(err, path):
 def test_test_net_cli_one_line_and_no_code(hostile, synthetic_root, tmp_path):
     path, marker = hostile("torch_save")
     res = subprocess.run(
-        [sys.executable, os.path.join(REPO, "test_net.py"), "--config_file", SMOKE,
-         "DATASETS.ROOT_DIR", synthetic_root, "OUTPUT_DIR", str(tmp_path / "out"),
-         "TEST.WEIGHT", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            os.path.join(REPO, "test_net.py"),
+            "--config_file",
+            SMOKE,
+            "DATASETS.ROOT_DIR",
+            synthetic_root,
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "TEST.WEIGHT",
+            str(path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode != 0
     assert not os.path.exists(marker)
     _one_error_line(res.stderr, path)
 
 
-def test_train_net_eval_only_cli_one_line_and_no_code(hostile, synthetic_root, tmp_path, capsys,
-                                                      keep_logging):
+def test_train_net_eval_only_cli_one_line_and_no_code(
+    hostile, synthetic_root, tmp_path, capsys, keep_logging
+):
     path, marker = hostile("legacy")
     with pytest.raises(SystemExit) as info:
-        train_net.cli(["--config_file", SMOKE, "--eval-only", "DATASETS.ROOT_DIR", synthetic_root,
-                       "OUTPUT_DIR", str(tmp_path / "out"), "TEST.WEIGHT", str(path)])
+        train_net.cli(
+            [
+                "--config_file",
+                SMOKE,
+                "--eval-only",
+                "DATASETS.ROOT_DIR",
+                synthetic_root,
+                "OUTPUT_DIR",
+                str(tmp_path / "out"),
+                "TEST.WEIGHT",
+                str(path),
+            ]
+        )
     assert info.value.code != 0
     assert not os.path.exists(marker)
     _one_error_line(capsys.readouterr().err, path)

@@ -197,8 +197,12 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
 
         # graphs: compiled graphs so far (1 = no graph break); skips: graphs left without CUDA
         # graphs in reduce-overhead mode (TORCH_LOGS=perf_hints says why)
-        emit(measure="compile", config=name, graphs=counters["stats"]["unique_graphs"],
-             cudagraph_skips=counters["inductor"]["cudagraph_skips"])
+        emit(
+            measure="compile",
+            config=name,
+            graphs=counters["stats"]["unique_graphs"],
+            cudagraph_skips=counters["inductor"]["cudagraph_skips"],
+        )
     if args.profile and comm.is_main_process():
         profile_steps(model_steps, args.profile, name)
 
@@ -218,9 +222,14 @@ def bench_epochs(trainer, name, device, epochs):
     trainer.train()
     per_epoch = trainer.iters_per_epoch * trainer.cfg.SOLVER.IMS_PER_BATCH
     seconds = (ends[-1] - ends[1]) / (epochs - 2)
-    emit(measure="train_epochs", config=name, epochs=epochs,
-         iters_per_epoch=trainer.iters_per_epoch, seconds_per_epoch=round(seconds, 3),
-         triplets_per_s=round(per_epoch / seconds, 1))
+    emit(
+        measure="train_epochs",
+        config=name,
+        epochs=epochs,
+        iters_per_epoch=trainer.iters_per_epoch,
+        seconds_per_epoch=round(seconds, 3),
+        triplets_per_s=round(per_epoch / seconds, 1),
+    )
 
 
 def profile_steps(steps, n, name):
@@ -258,8 +267,12 @@ def bench_extract(cfg, name, model, splits, device, args):
             t = time.perf_counter()
             evaluator.extract(model, records)
             sync(device)
-            emit(measure=measure, config=name, triplets=len(records),
-                 triplets_per_s=round(len(records) / (time.perf_counter() - t), 1))
+            emit(
+                measure=measure,
+                config=name,
+                triplets=len(records),
+                triplets_per_s=round(len(records) / (time.perf_counter() - t), 1),
+            )
     # The test loader alone (decode, transfer, normalisation on the device), no model: the rate
     # the data side could feed extraction with, over a first pass (starting the workers) and a
     # second one; first_batch_s is a fixed cost of each that the model cannot overlap.
@@ -272,9 +285,13 @@ def bench_extract(cfg, name, model, splits, device, args):
         first = time.perf_counter() - t
         n += sum(len(b["paths"]) for b in batches)
         sync(device)
-        emit(measure=measure, config=name, workers=args.workers,
-             triplets_per_s=round(n / (time.perf_counter() - t), 1),
-             first_batch_s=round(first, 3))
+        emit(
+            measure=measure,
+            config=name,
+            workers=args.workers,
+            triplets_per_s=round(n / (time.perf_counter() - t), 1),
+            first_batch_s=round(first, 3),
+        )
     loader.close()
     h, w = cfg.INPUT.SIZE_TEST
     bs = cfg.TEST.IMS_PER_BATCH
@@ -345,8 +362,12 @@ def bench_attention(cfg, model, device, iters=20):
         with sdpa_kernel([SDPBackend.MATH]):
             return F.scaled_dot_product_attention(q, k, v)
 
-    emit(measure="attention", backend="MATH, torch.compile", shape=list(shape),
-         ms_fwd_bwd=round(run(torch.compile(math)), 3))
+    emit(
+        measure="attention",
+        backend="MATH, torch.compile",
+        shape=list(shape),
+        ms_fwd_bwd=round(run(torch.compile(math)), 3),
+    )
 
 
 def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
@@ -447,8 +468,12 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--iters", type=int, default=200, help="timed training iterations")
     p.add_argument("--warmup", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=5,
-                   help="train_epochs: whole epochs of Trainer.train(), >= 3 (0: skip)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="train_epochs: whole epochs of Trainer.train(), >= 3 (0: skip)",
+    )
     p.add_argument("--gallery", type=int, default=20_000, help="triplets for extract_e2e")
     p.add_argument(
         "--metrics-size",

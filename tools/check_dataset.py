@@ -36,8 +36,9 @@ def main(argv=None):
     root, name = cfg.DATASETS.ROOT_DIR, cfg.DATASETS.NAMES
     print(f"checking {name} under {os.path.abspath(root)}")
     notes = []
-    splits, problems = find_problems(root, name, cfg.INPUT.MODALITIES, decode=not args.no_decode,
-                                     notes=notes)
+    splits, problems = find_problems(
+        root, name, cfg.INPUT.MODALITIES, decode=not args.no_decode, notes=notes
+    )
     print(split_table(splits))
     if notes:
         print(f"\n{len(notes)} note(s):")

@@ -27,15 +27,30 @@ logger = logging.getLogger("compare")
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="a YAML config; give it once per config to compare")
-    p.add_argument("--seeds", nargs="+", default=[], metavar="SEED",
-                   help="SOLVER.SEED of the runs of every config (KEY VALUE overrides may follow)")
-    p.add_argument("--out", default="", help="the study's folder (or OUTPUT_DIR DIR; "
-                                             "default output/compare)")
-    p.add_argument("--parallel", type=int, default=None, metavar="K",
-                   help="runs at once (default: 1 on the CPU, "
-                        f"{compare.GPU_RUNS_PER_DEVICE} per GPU)")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML config; give it once per config to compare",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        default=[],
+        metavar="SEED",
+        help="SOLVER.SEED of the runs of every config (KEY VALUE overrides may follow)",
+    )
+    p.add_argument(
+        "--out", default="", help="the study's folder (or OUTPUT_DIR DIR; default output/compare)"
+    )
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"runs at once (default: 1 on the CPU, {compare.GPU_RUNS_PER_DEVICE} per GPU)",
+    )
     p.add_argument("--dry-run", action="store_true", help="show each run's state and stop")
     p.epilog = "KEY VALUE overrides for every run may come anywhere among the options."
     # The overrides are what argparse does not know, so options may also follow them.
@@ -44,8 +59,7 @@ def parse(argv):
     if flags:
         raise compare.StudyError(f"unknown option {flags[0]} (see --help)")
     # nargs="+" also takes the KEY VALUE pairs that follow the seeds
-    n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()),
-             len(args.seeds))
+    n = next((i for i, s in enumerate(args.seeds) if not s.lstrip("-").isdigit()), len(args.seeds))
     args.opts, args.seeds = args.seeds[n:] + rest, [int(s) for s in args.seeds[:n]]
     opts, out = compare.split_overrides(args.opts)
     if args.out and out and os.path.abspath(args.out) != os.path.abspath(out):
@@ -71,19 +85,24 @@ def main(argv=None):
 def run(args, study, argv):
     setup_logger(study.out, "compare_log.txt")
     for r in study.runs:
-        logger.info("%s seed %d: %s%s", r.entry.label, r.seed, r.state,
-                    f" ({r.why})" if r.why and r.state == "fresh" else "")
+        logger.info(
+            "%s seed %d: %s%s",
+            r.entry.label,
+            r.seed,
+            r.state,
+            f" ({r.why})" if r.why and r.state == "fresh" else "",
+        )
     if args.dry_run:
         return 0
     jobs = compare.make_jobs(study)
     parallel = args.parallel or compare.default_parallel(study)
-    logger.info("%d of %d runs to train or evaluate, %d at once", len(jobs), len(study.runs),
-                parallel)
+    logger.info(
+        "%d of %d runs to train or evaluate, %d at once", len(jobs), len(study.runs), parallel
+    )
     try:
         compare.execute(study, jobs, parallel)
     except KeyboardInterrupt:
-        logger.error("interrupted: the runs stopped where they were; the same command resumes "
-                     "them")
+        logger.error("interrupted: the runs stopped where they were; the same command resumes them")
         return 130
     compare.collect(study)
     payload = compare_report.build(study, command=" ".join(["tools/compare.py", *argv]))
@@ -99,6 +118,7 @@ def run(args, study, argv):
     for r in failed:
         logger.error("%s seed %d: %s", r.entry.label, r.seed, r.error)
     return 1 if failed else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

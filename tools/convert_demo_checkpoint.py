@@ -25,8 +25,9 @@ def convert(cfg, src, dst):
     # DeMo saves model.state_dict() with torch.save: tensors only, so weights_only suffices.
     sd = load_file(src, "DeMo checkpoint")
     if not isinstance(sd, dict):
-        raise WeightsFileError(f"DeMo checkpoint {src} holds a {type(sd).__name__}, "
-                               "not a state dict")
+        raise WeightsFileError(
+            f"DeMo checkpoint {src} holds a {type(sd).__name__}, not a state dict"
+        )
     sd = sd.get("model", sd.get("state_dict", sd))
     sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
     if not is_demo_state_dict(sd):

@@ -100,8 +100,13 @@ def main(argv=None):
     p.add_argument("--root", default="datasets_synth", help="dataset root (generated if missing)")
     p.add_argument("--out", default="output/demo", help="run folders go below this")
     p.add_argument("--scale", type=float, default=DEMO_SCALE, help="synthetic set size")
-    p.add_argument("--config", action="append", dest="configs", metavar="FILE",
-                   help=f"config to run (repeatable; default: {' and '.join(CONFIGS)})")
+    p.add_argument(
+        "--config",
+        action="append",
+        dest="configs",
+        metavar="FILE",
+        help=f"config to run (repeatable; default: {' and '.join(CONFIGS)})",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args(argv)
     args.configs = args.configs or list(CONFIGS)

@@ -54,8 +54,13 @@ def add_average(results):
     missing = [s for s in results if s != "none"]
     if missing:
         patterns = results[missing[0]]
-        results[AVERAGE] = {p: {k: statistics.fmean(results[s][p][k] for s in missing)
-                                for k in results[missing[0]][p]} for p in patterns}
+        results[AVERAGE] = {
+            p: {
+                k: statistics.fmean(results[s][p][k] for s in missing)
+                for k in results[missing[0]][p]
+            }
+            for p in patterns
+        }
     return results
 
 
@@ -63,8 +68,10 @@ def run_suite(cfg, model, splits):
     """{setting: {pattern: {"mAP", "mINP", "R1", "R5", "R10"}}} plus the AVERAGE row."""
     results, _ = missing_suite(cfg, model, splits)
     for miss, row in results.items():
-        print(f"miss {miss:>4}: " + ", ".join(
-            f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in row.items()))
+        print(
+            f"miss {miss:>4}: "
+            + ", ".join(f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in row.items())
+        )
     return add_average(results)
 
 
@@ -79,32 +86,53 @@ def any_to_any_report(cfg, model, splits, out, title):
     sets = list(dict.fromkeys(q for q, _ in results))
     labels = [set_label(s) for s in sets]
     patterns = list(next(iter(results.values())))
-    lines = [f"### {title}: any-to-any", "",
-             f"mAP / Rank-1 (%): rows the query's modalities, columns the gallery's; "
-             f"{timing['extractions']} extractions of {timing['samples']} samples in "
-             f"{timing['extract_s']:.1f} s, {timing['settings']} settings ranked in "
-             f"{timing['rank_s']:.1f} s", ""]
+    lines = [
+        f"### {title}: any-to-any",
+        "",
+        f"mAP / Rank-1 (%): rows the query's modalities, columns the gallery's; "
+        f"{timing['extractions']} extractions of {timing['samples']} samples in "
+        f"{timing['extract_s']:.1f} s, {timing['settings']} settings ranked in "
+        f"{timing['rank_s']:.1f} s",
+        "",
+    ]
     for p in patterns:
-        lines += [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})", "",
-                  "| query \\ gallery | " + " | ".join(labels) + " |",
-                  "| --- |" + " --- |" * len(labels)]
+        lines += [
+            f"pattern {p} ({PATTERN_NAMES.get(p, '?')})",
+            "",
+            "| query \\ gallery | " + " | ".join(labels) + " |",
+            "| --- |" + " --- |" * len(labels),
+        ]
         for q in sets:
-            lines.append(f"| {set_label(q)} | " + " | ".join(
-                cell(results[(q, g)][p]) for g in sets) + " |")
+            lines.append(
+                f"| {set_label(q)} | " + " | ".join(cell(results[(q, g)][p]) for g in sets) + " |"
+            )
         off = [results[(q, g)][p]["mAP"] for q in sets for g in sets if q != g]
-        lines += ["", f"mean mAP of the {len(off)} off-diagonal settings: "
-                      f"{statistics.fmean(off):.2f}", ""]
+        lines += [
+            "",
+            f"mean mAP of the {len(off)} off-diagonal settings: {statistics.fmean(off):.2f}",
+            "",
+        ]
     text = "\n".join(lines) + "\n"
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "any_to_any.md"), "w") as f:
         f.write(text)
-    payload = {"title": title, "timing": timing, "sets": labels,
-               "results": {f"{set_label(q)}->{set_label(g)}": {str(p): m for p, m in row.items()}
-                           for (q, g), row in results.items()}}
+    payload = {
+        "title": title,
+        "timing": timing,
+        "sets": labels,
+        "results": {
+            f"{set_label(q)}->{set_label(g)}": {str(p): m for p, m in row.items()}
+            for (q, g), row in results.items()
+        },
+    }
     with open(os.path.join(out, "any_to_any.json"), "w") as f:
         json.dump(payload, f, indent=1)
-    panels = {f"pattern {p} ({PATTERN_NAMES.get(p, '?')})":
-              [[results[(q, g)][p]["mAP"] for g in sets] for q in sets] for p in patterns}
+    panels = {
+        f"pattern {p} ({PATTERN_NAMES.get(p, '?')})": [
+            [results[(q, g)][p]["mAP"] for g in sets] for q in sets
+        ]
+        for p in patterns
+    }
     png = write_heatmap(os.path.join(out, "any_to_any.png"), labels, panels, title)
     print(text)
     print(f"written to {out}/any_to_any.md, .json and {png}")
@@ -116,11 +144,20 @@ def features_suite(cfg, folder):
     (qf, qi, meta), (gf, gi, _) = load_split(folder, "query"), load_split(folder, "gallery")
 
     def records(ids):
-        return [SimpleNamespace(pid=int(p), camid=int(c), sceneid=int(s))
-                for p, c, s in zip(ids["pid"], ids["camid"], ids["sceneid"])]
+        return [
+            SimpleNamespace(pid=int(p), camid=int(c), sceneid=int(s))
+            for p, c, s in zip(ids["pid"], ids["camid"], ids["sceneid"])
+        ]
 
-    m = rank_metrics(cfg, torch.from_numpy(qf), torch.from_numpy(gf), records(qi), records(gi),
-                 meta["protocol"], torch.device("cpu"))
+    m = rank_metrics(
+        cfg,
+        torch.from_numpy(qf),
+        torch.from_numpy(gf),
+        records(qi),
+        records(gi),
+        meta["protocol"],
+        torch.device("cpu"),
+    )
     return {meta["miss"]: {int(meta["pattern"]): m}}, meta
 
 
@@ -134,8 +171,14 @@ def markdown(results, title):
     cells: mAP / Rank-1 in percent."""
     patterns = list(next(iter(results.values())))
     head = ["TEST.MISS"] + [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})" for p in patterns]
-    lines = [f"### {title}", "", "mAP / Rank-1 (%)", "", "| " + " | ".join(head) + " |",
-             "| " + " | ".join("---" for _ in head) + " |"]
+    lines = [
+        f"### {title}",
+        "",
+        "mAP / Rank-1 (%)",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
     for s, row in results.items():
         lines.append(f"| {s} | " + " | ".join(cell(row[p]) for p in patterns) + " |")
     return "\n".join(lines) + "\n"
@@ -146,8 +189,11 @@ def write(out, results, title, extra):
     text = markdown(results, title)
     with open(os.path.join(out, "suite.md"), "w") as f:
         f.write(text)
-    payload = {"title": title, **extra,
-               "results": {s: {str(p): m for p, m in row.items()} for s, row in results.items()}}
+    payload = {
+        "title": title,
+        **extra,
+        "results": {s: {str(p): m for p, m in row.items()} for s, row in results.items()},
+    }
     with open(os.path.join(out, "suite.json"), "w") as f:
         json.dump(payload, f, indent=1)
     print(text)
@@ -156,20 +202,30 @@ def write(out, results, title, extra):
 
 def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
-    parser.add_argument("--features", default="",
-                        help="evaluate the query / gallery files of tools/extract_features.py")
+    parser.add_argument(
+        "--features",
+        default="",
+        help="evaluate the query / gallery files of tools/extract_features.py",
+    )
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/eval_suite)")
-    parser.add_argument("--any-to-any", action="store_true",
-                        help="the query set x gallery set matrix of every non-empty modality set "
-                             "(7 x 7 for three modalities): table, JSON and a heat-map PNG")
+    parser.add_argument(
+        "--any-to-any",
+        action="store_true",
+        help="the query set x gallery set matrix of every non-empty modality set "
+        "(7 x 7 for three modalities): table, JSON and a heat-map PNG",
+    )
     args = parser.parse_args(argv)
     cfg = defaults.load_cfg_or_exit(args)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "eval_suite")
     if args.features:
         results, meta = features_suite(cfg, args.features)
         extra = {k: meta[k] for k in ("weight", "dataset", "protocol", "pattern", "miss")}
-        write(out, results, f"{meta['dataset']}: saved features {args.features}",
-              {**extra, "features": args.features})
+        write(
+            out,
+            results,
+            f"{meta['dataset']}: saved features {args.features}",
+            {**extra, "features": args.features},
+        )
         return results
     defaults.need_weight(cfg)
     device = defaults.setup(cfg, log_name="suite_log.txt")
@@ -179,8 +235,12 @@ def main(argv=None):
         title = f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}"
         return any_to_any_report(cfg, model, splits, out, title)
     results = run_suite(cfg, model, splits)
-    write(out, results, f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}",
-          {"weight": cfg.TEST.WEIGHT, "config": args.config_file, "protocol": splits.protocol})
+    write(
+        out,
+        results,
+        f"{cfg.DATASETS.NAMES}: {cfg.TEST.WEIGHT}",
+        {"weight": cfg.TEST.WEIGHT, "config": args.config_file, "protocol": splits.protocol},
+    )
     return results
 
 

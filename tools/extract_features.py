@@ -33,8 +33,10 @@ def folder_records(cfg, folder):
     mods = cfg.INPUT.MODALITIES
     missing = [m for m in mods if not os.path.isdir(os.path.join(folder, m))]
     if missing:
-        raise SystemExit(f"{folder}: no {'/'.join(missing)} folder; expected "
-                         f"{folder}/{{{','.join(mods)}}}/<same file names>")
+        raise SystemExit(
+            f"{folder}: no {'/'.join(missing)} folder; expected "
+            f"{folder}/{{{','.join(mods)}}}/<same file names>"
+        )
     names = sorted(set.intersection(*(set(os.listdir(os.path.join(folder, m))) for m in mods)))
     parse = importlib.import_module(f"data.datasets.{cfg.DATASETS.NAMES.lower()}").parse_name
     records = []
@@ -54,8 +56,12 @@ def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--split", default="all", choices=(*SPLITS, "all"))
     parser.add_argument("--folder", default="", help="a folder of triplets instead of a split")
-    parser.add_argument("--pattern", type=int, default=0,
-                        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
+    parser.add_argument(
+        "--pattern",
+        type=int,
+        default=0,
+        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)",
+    )
     parser.add_argument("--out", default="", help="folder for the .npy / .json files (needed)")
     args = parser.parse_args(argv)
     if not args.out:
@@ -74,8 +80,14 @@ def main(argv=None):
         groups = {s: getattr(splits, s) for s in wanted}
     if pattern not in model.patterns:
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
-    meta = {"pattern": pattern, "miss": cfg.TEST.MISS, "protocol": protocol,
-            "weight": cfg.TEST.WEIGHT, "dataset": cfg.DATASETS.NAMES, "config": cfg.dump()}
+    meta = {
+        "pattern": pattern,
+        "miss": cfg.TEST.MISS,
+        "protocol": protocol,
+        "weight": cfg.TEST.WEIGHT,
+        "dataset": cfg.DATASETS.NAMES,
+        "config": cfg.dump(),
+    }
     if "query" in groups and "gallery" in groups:  # one pass over their union, as evaluate() does
         records, q_idx, g_idx = union_records(groups["query"], groups["gallery"])
         f = select_pattern(extract_features(cfg, model, records), pattern)

@@ -27,10 +27,18 @@ def main(argv=None):
     ap.add_argument("--train-ids", type=int, default=None, help="override the train id count")
     ap.add_argument("--test-ids", type=int, default=None, help="override the test id count")
     ap.add_argument("--images-per-id", type=int, default=None, help="override images per id")
-    ap.add_argument("--size-factor", type=float, default=1.0,
-                    help="multiply the real image size (0.25: 64x32 persons)")
-    ap.add_argument("--hardness", type=float, default=0.0,
-                    help="cue ambiguity, 0-1 (0: the demo's set; 0.5-1: mAP stays below 100)")
+    ap.add_argument(
+        "--size-factor",
+        type=float,
+        default=1.0,
+        help="multiply the real image size (0.25: 64x32 persons)",
+    )
+    ap.add_argument(
+        "--hardness",
+        type=float,
+        default=0.0,
+        help="cue ambiguity, 0-1 (0: the demo's set; 0.5-1: mAP stays below 100)",
+    )
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = ap.parse_args(argv)
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
@@ -40,12 +48,21 @@ def main(argv=None):
             print(f"{name}: {target} exists; remove it first", file=sys.stderr)
             return 1
         start = time.time()
-        counts = make_synthetic(args.root, name, scale=args.scale, seed=args.seed,
-                                train_ids=args.train_ids, test_ids=args.test_ids,
-                                images_per_id=args.images_per_id, size_factor=args.size_factor,
-                                hardness=args.hardness, workers=args.workers)
-        summary = ", ".join(f"{s}: {c['ids']} ids / {c['images']} images"
-                            for s, c in counts.items())
+        counts = make_synthetic(
+            args.root,
+            name,
+            scale=args.scale,
+            seed=args.seed,
+            train_ids=args.train_ids,
+            test_ids=args.test_ids,
+            images_per_id=args.images_per_id,
+            size_factor=args.size_factor,
+            hardness=args.hardness,
+            workers=args.workers,
+        )
+        summary = ", ".join(
+            f"{s}: {c['ids']} ids / {c['images']} images" for s, c in counts.items()
+        )
         print(f"{name} -> {target} ({summary}) in {time.time() - start:.1f} s")
     return 0
 

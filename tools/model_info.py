@@ -38,8 +38,10 @@ def sizes(cfg, num_classes=None):
     name = cfg.DATASETS.NAMES
     classes = num_classes or NUM_CLASSES.get(name)
     if classes is None:
-        raise SystemExit(f"tools/model_info.py: no train id count is recorded for {name}; "
-                         "pass --num-classes N (the number of train ids)")
+        raise SystemExit(
+            f"tools/model_info.py: no train id count is recorded for {name}; "
+            "pass --num-classes N (the number of train ids)"
+        )
     return classes, DATASET_REGISTRY.get(name).num_cameras
 
 
@@ -82,10 +84,28 @@ def model_info(cfg, num_classes=None):
 
 # The three rows of --compare: overrides applied after the config file and its KEY VALUE pairs.
 VARIANTS = {
-    "baseline": ["MODEL.USE_SDTPS", "False", "MODEL.GLOBAL_LOCAL", "False", "MODEL.HDM", "False",
-                 "MODEL.ATM", "False", "TEST.RETURN_PATTERN", "1"],
-    "DeMo": ["MODEL.USE_SDTPS", "False", "MODEL.GLOBAL_LOCAL", "True", "MODEL.HDM", "True",
-             "MODEL.ATM", "True"],
+    "baseline": [
+        "MODEL.USE_SDTPS",
+        "False",
+        "MODEL.GLOBAL_LOCAL",
+        "False",
+        "MODEL.HDM",
+        "False",
+        "MODEL.ATM",
+        "False",
+        "TEST.RETURN_PATTERN",
+        "1",
+    ],
+    "DeMo": [
+        "MODEL.USE_SDTPS",
+        "False",
+        "MODEL.GLOBAL_LOCAL",
+        "True",
+        "MODEL.HDM",
+        "True",
+        "MODEL.ATM",
+        "True",
+    ],
     "DeMo_SDTPS": ["MODEL.USE_SDTPS", "True", "MODEL.GLOBAL_LOCAL", "True"],
 }
 
@@ -103,9 +123,12 @@ def latency_ms(cfg, model, batch_size=8, reps=5):
     device = _device(cfg)
     model = model.to(device).eval()
     h, w = cfg.INPUT.SIZE_TEST
-    batch = {"images": {m: torch.randn(batch_size, 3, h, w, device=device)
-                        for m in cfg.INPUT.MODALITIES},
-             "camids": torch.zeros(batch_size, dtype=torch.long, device=device)}
+    batch = {
+        "images": {
+            m: torch.randn(batch_size, 3, h, w, device=device) for m in cfg.INPUT.MODALITIES
+        },
+        "camids": torch.zeros(batch_size, dtype=torch.long, device=device),
+    }
     model(batch)
     times = []
     for _ in range(reps):
@@ -149,8 +172,10 @@ def print_compare(rows, config_file, batch_size):
     print(f"| {'model':<10} | {'params (M)':>10} | {'GMACs':>8} | {lat:>24} |")
     print(f"| {'-' * 10} | {'-' * 10} | {'-' * 8} | {'-' * 24} |")
     for name, r in rows.items():
-        print(f"| {name:<10} | {r['params_m']:>10.2f} | {fmt(r['gmacs'], '8.2f'):>8} | "
-              f"{fmt(r['latency_ms'], '24.1f'):>24} |")
+        print(
+            f"| {name:<10} | {r['params_m']:>10.2f} | {fmt(r['gmacs'], '8.2f'):>8} | "
+            f"{fmt(r['latency_ms'], '24.1f'):>24} |"
+        )
     devices = {r["device"] for r in rows.values() if "device" in r}
     if devices:
         print("latency measured on " + ", ".join(sorted(devices)))
@@ -159,22 +184,42 @@ def print_compare(rows, config_file, batch_size):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config_file", "--config-file", required=True)
-    parser.add_argument("--compare", action="store_true",
-                        help="baseline, DeMo and DeMo_SDTPS side by side")
+    parser.add_argument(
+        "--compare", action="store_true", help="baseline, DeMo and DeMo_SDTPS side by side"
+    )
     parser.add_argument("--batch", type=int, default=8, help="--compare: latency batch size")
     parser.add_argument("--reps", type=int, default=5, help="--compare: timed repetitions")
-    parser.add_argument("--no-latency", dest="latency", action="store_false",
-                        help="--compare: skip the latency measurement")
-    parser.add_argument("--no-flops", dest="flops", action="store_false",
-                        help="--compare: skip the GMACs count (parameters only)")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="train id count (default: the real set's, where it is recorded)")
+    parser.add_argument(
+        "--no-latency",
+        dest="latency",
+        action="store_false",
+        help="--compare: skip the latency measurement",
+    )
+    parser.add_argument(
+        "--no-flops",
+        dest="flops",
+        action="store_false",
+        help="--compare: skip the GMACs count (parameters only)",
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="train id count (default: the real set's, where it is recorded)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.compare:
-        rows = compare(args.config_file, args.opts, args.batch, args.reps, args.flops,
-                       args.latency, args.num_classes)
+        rows = compare(
+            args.config_file,
+            args.opts,
+            args.batch,
+            args.reps,
+            args.flops,
+            args.latency,
+            args.num_classes,
+        )
         print_compare(rows, args.config_file, args.batch)
         return rows
     info = model_info(load_config(args.config_file, args.opts), args.num_classes)

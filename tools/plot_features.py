@@ -45,8 +45,10 @@ def plotting():
         from sklearn.manifold import TSNE
         from sklearn.metrics import roc_auc_score
     except ImportError as e:
-        raise SystemExit(f"tools/plot_features.py needs matplotlib and scikit-learn ({e.name} is "
-                         f"missing): {INSTALL}") from None
+        raise SystemExit(
+            f"tools/plot_features.py needs matplotlib and scikit-learn ({e.name} is "
+            f"missing): {INSTALL}"
+        ) from None
     return Figure, TSNE, roc_auc_score
 
 
@@ -55,8 +57,13 @@ def feature_panels(feats, modalities, pattern, miss=()):
     modality's C-wide slice of ori (INPUT.MODALITIES order), then the return_pattern's feature."""
     ori = feats["ori"]
     c = ori.shape[1] // len(modalities)
-    panels = [(f"{m} (ori[:, {i * c}:{(i + 1) * c}])" + (", missing" if m in miss else ""),
-               ori[:, i * c:(i + 1) * c]) for i, m in enumerate(modalities)]
+    panels = [
+        (
+            f"{m} (ori[:, {i * c}:{(i + 1) * c}])" + (", missing" if m in miss else ""),
+            ori[:, i * c : (i + 1) * c],
+        )
+        for i, m in enumerate(modalities)
+    ]
     f = select_pattern(feats, pattern)
     panels.append((f"pattern {pattern}: {PATTERN_NAMES[pattern]} ({f.shape[1]}-d)", f))
     return panels
@@ -81,8 +88,10 @@ def embedding_figure(panels, pids, seed=0, title=""):
     pids = np.asarray(pids)
     ids = sorted(set(pids.tolist()))
     if len(ids) < 2 or len(pids) < 4:
-        raise SystemExit(f"{len(pids)} samples of {len(ids)} identities: a map needs at least "
-                         "4 samples of 2 identities (raise --ids)")
+        raise SystemExit(
+            f"{len(pids)} samples of {len(ids)} identities: a map needs at least "
+            "4 samples of 2 identities (raise --ids)"
+        )
     palette = _palette(len(ids))
     colours = palette[np.searchsorted(ids, pids)]
     n = len(panels)
@@ -93,8 +102,13 @@ def embedding_figure(panels, pids, seed=0, title=""):
     perplexity = min(30.0, (len(pids) - 1) / 3)
     for k, (name, feats) in enumerate(panels):
         x = F.normalize(torch.as_tensor(feats).float(), dim=1).numpy()
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
-                  method="exact" if len(x) <= EXACT_TSNE else "barnes_hut").fit_transform(x)
+        xy = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            init="pca",
+            random_state=seed,
+            method="exact" if len(x) <= EXACT_TSNE else "barnes_hut",
+        ).fit_transform(x)
         ax = fig.add_subplot(grid[0, k])
         ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=14, linewidths=0)
         ax.set_title(name, fontsize=10)
@@ -103,20 +117,34 @@ def embedding_figure(panels, pids, seed=0, title=""):
         same, diff = pair_similarities(feats, pids)
         labels = np.r_[np.ones(len(same)), np.zeros(len(diff))]
         auc = float(roc_auc_score(labels, np.r_[same, diff])) if len(same) else float("nan")
-        stats.append({"same": float(same.mean()) if len(same) else float("nan"),
-                      "diff": float(diff.mean()), "auc": auc})
+        stats.append(
+            {
+                "same": float(same.mean()) if len(same) else float("nan"),
+                "diff": float(diff.mean()),
+                "auc": auc,
+            }
+        )
         hx = fig.add_subplot(grid[1, k])
         bins = np.linspace(min(same.min(initial=1), diff.min()), 1, 41)
         hx.hist(diff, bins=bins, density=True, alpha=0.6, color="tab:red", label="different id")
         hx.hist(same, bins=bins, density=True, alpha=0.6, color="tab:green", label="same id")
         hx.set_xlabel("cosine similarity", fontsize=9)
         hx.set_yticks([])
-        hx.set_title(f"mean cosine: same id {stats[-1]['same']:.2f}, other "
-                     f"{stats[-1]['diff']:.2f}; AUC {auc:.3f}", fontsize=9)
+        hx.set_title(
+            f"mean cosine: same id {stats[-1]['same']:.2f}, other "
+            f"{stats[-1]['diff']:.2f}; AUC {auc:.3f}",
+            fontsize=9,
+        )
         if k == 0:
             hx.legend(fontsize=8, loc="upper left")
-    fig.suptitle(title + (f"\n{len(pids)} samples of {len(ids)} identities, one colour per "
-                          "identity; t-SNE of L2-normalised features"), fontsize=11)
+    fig.suptitle(
+        title
+        + (
+            f"\n{len(pids)} samples of {len(ids)} identities, one colour per "
+            "identity; t-SNE of L2-normalised features"
+        ),
+        fontsize=11,
+    )
     return fig, stats
 
 
@@ -139,8 +167,12 @@ def split_records(splits, split):
 def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--ids", type=int, default=20, help="number of identities")
-    parser.add_argument("--pattern", type=int, default=0,
-                        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
+    parser.add_argument(
+        "--pattern",
+        type=int,
+        default=0,
+        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)",
+    )
     parser.add_argument("--split", default="test", choices=("test", "train"))
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/features)")
     args = parser.parse_args(argv)
@@ -155,12 +187,19 @@ def main(argv=None):
     feats = extract_features(cfg, model, records)
     pids = [r.pid for r in records]
     panels = feature_panels(feats, cfg.INPUT.MODALITIES, pattern, missing_modalities(cfg))
-    title = (f"{splits.name} {args.split}, {os.path.basename(cfg.TEST.WEIGHT)}, "
-             f"TEST.MISS {cfg.TEST.MISS}")
+    title = (
+        f"{splits.name} {args.split}, {os.path.basename(cfg.TEST.WEIGHT)}, "
+        f"TEST.MISS {cfg.TEST.MISS}"
+    )
     fig, stats = embedding_figure(panels, pids, cfg.SOLVER.SEED, title)
     for (name, _), s in zip(panels, stats):
-        logger.info("%s: mean cosine same id %.3f, different id %.3f, AUC %.4f", name, s["same"],
-                    s["diff"], s["auc"])
+        logger.info(
+            "%s: mean cosine same id %.3f, different id %.3f, AUC %.4f",
+            name,
+            s["same"],
+            s["diff"],
+            s["auc"],
+        )
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"features_pattern{pattern}.png")
     fig.savefig(path)

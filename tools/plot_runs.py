@@ -35,7 +35,7 @@ def find_runs(path):
     found = []
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if d != "best_test")
-        if root[len(path):].count(os.sep) >= 3:
+        if root[len(path) :].count(os.sep) >= 3:
             dirs[:] = []
         if METRICS_FILE in files and root != path:
             found.append(root)
@@ -76,8 +76,9 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         written = [save(learning_curves(records), os.path.join(args.out, "curves.png"))]
         if finals:
-            written.append(save(interval_bars(group_stats(finals)),
-                                os.path.join(args.out, "final_map.png")))
+            written.append(
+                save(interval_bars(group_stats(finals)), os.path.join(args.out, "final_map.png"))
+            )
     except MissingMatplotlib as e:
         sys.stderr.write(f"plot_runs: {e}\n")
         return 1

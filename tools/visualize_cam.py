@@ -45,8 +45,9 @@ def gallery_targets(cfg, model, query, gallery, protocol, pattern):
     -> (refs (Q, D) float32, NaN rows where there is none; descriptions of the targets).
     """
     records, q_idx, g_idx = union_records(query, gallery)
-    feats = F.normalize(select_pattern(extract_features(cfg, model, records), pattern).float(),
-                        dim=1)
+    feats = F.normalize(
+        select_pattern(extract_features(cfg, model, records), pattern).float(), dim=1
+    )
     q_feats, g_feats = feats[q_idx], feats[g_idx]
     refs = torch.full_like(q_feats, float("nan"))
     texts = []
@@ -59,8 +60,10 @@ def gallery_targets(cfg, model, query, gallery, protocol, pattern):
         j = int(cos.argmax())
         refs[i] = g_feats[j]
         name = os.path.basename(gallery[j].files[cfg.INPUT.MODALITIES[0]])
-        texts.append(f"target: cosine to its best same-id gallery match ({name}, camera "
-                     f"{gallery[j].camid + 1})")
+        texts.append(
+            f"target: cosine to its best same-id gallery match ({name}, camera "
+            f"{gallery[j].camid + 1})"
+        )
     return refs, texts
 
 
@@ -90,10 +93,18 @@ def cams(cfg, model, records, score_fn):
 def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=8, help="number of triplets")
-    parser.add_argument("--pattern", type=int, default=0,
-                        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
-    parser.add_argument("--split", default="query", choices=("query", "train"),
-                        help="query: similarity target; train: classifier-logit target")
+    parser.add_argument(
+        "--pattern",
+        type=int,
+        default=0,
+        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)",
+    )
+    parser.add_argument(
+        "--split",
+        default="query",
+        choices=("query", "train"),
+        help="query: similarity target; train: classifier-logit target",
+    )
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/cam)")
     args = parser.parse_args(argv)
     if args.num < 1:
@@ -109,22 +120,26 @@ def main(argv=None):
         score_fn = logit_score(model, pattern, classes)
         texts = [f"target: classifier logit of its own id (class {r.pid})" for r in records]
     else:
-        refs, texts = gallery_targets(cfg, model, records, splits.gallery, splits.protocol,
-                                      pattern)
+        refs, texts = gallery_targets(cfg, model, records, splits.gallery, splits.protocol, pattern)
         score_fn = similarity_score(pattern, refs)
     maps, scores = cams(cfg, model, records, score_fn)
     miss = missing_modalities(cfg)
     figures = []
     for i, rec in enumerate(records):
         who = f"class {rec.pid}" if args.split == "train" else f"id {rec.pid}"
-        title = (f"{splits.name} {args.split} triplet {i}: {who}, camera {rec.camid + 1}"
-                 + (f", scene {rec.sceneid}" if rec.sceneid >= 0 else ""))
-        legend = [texts[i], f"score {scores[i]:.3f}; pattern {pattern} "
-                  f"({PATTERN_NAMES[pattern]}); TEST.MISS {cfg.TEST.MISS}",
-                  "Grad-CAM on the patch tokens of the last ViT block"]
+        title = f"{splits.name} {args.split} triplet {i}: {who}, camera {rec.camid + 1}" + (
+            f", scene {rec.sceneid}" if rec.sceneid >= 0 else ""
+        )
+        legend = [
+            texts[i],
+            f"score {scores[i]:.3f}; pattern {pattern} "
+            f"({PATTERN_NAMES[pattern]}); TEST.MISS {cfg.TEST.MISS}",
+            "Grad-CAM on the patch tokens of the last ViT block",
+        ]
         logger.info("%s: %s, score %.4f", title, texts[i], scores[i])
-        figures.append(cam_figure(display_images(cfg, rec), {m: maps[m][i] for m in maps},
-                                  miss, title, legend))
+        figures.append(
+            cam_figure(display_images(cfg, rec), {m: maps[m][i] for m in maps}, miss, title, legend)
+        )
     paths = save_figures(figures, records, out, cfg.INPUT.MODALITIES[0])
     print(f"{len(paths)} Grad-CAM pictures (pattern {pattern}) written to {out}")
     return paths

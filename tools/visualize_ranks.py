@@ -52,15 +52,20 @@ def ranked(cfg, q_feat, g_feats, q, gallery, protocol, top=TOP):
 def caption(rec, rank=None, dist=None):
     head = "query" if rank is None else f"#{rank}"
     text = f"{head} id {rec.pid}\ncam {rec.camid + 1}" + (
-        f" sc {rec.sceneid}" if rec.sceneid >= 0 else "")
+        f" sc {rec.sceneid}" if rec.sceneid >= 0 else ""
+    )
     return text + (f"\nd {dist:.3f}" if dist is not None else "")
 
 
 def main(argv=None):
     parser = defaults.argument_parser(__doc__.splitlines()[0])
     parser.add_argument("--num", type=int, default=8, help="number of queries")
-    parser.add_argument("--pattern", type=int, default=0,
-                        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)")
+    parser.add_argument(
+        "--pattern",
+        type=int,
+        default=0,
+        help="return_pattern 1, 2 or 3 (default TEST.RETURN_PATTERN)",
+    )
     parser.add_argument("--out", default="", help="folder (default OUTPUT_DIR/vis_ranks)")
     args = parser.parse_args(argv)
     if args.num < 1:
@@ -73,22 +78,44 @@ def main(argv=None):
     feats = select_pattern(extract_features(cfg, model, records), pattern)
     q_feats, g_feats = feats[q_idx], feats[g_idx]
     mods, figures = cfg.INPUT.MODALITIES, []
-    metric = ("squared Euclidean distance, L2-normalised features" if cfg.TEST.FEAT_NORM
-              else "squared Euclidean distance")
+    metric = (
+        "squared Euclidean distance, L2-normalised features"
+        if cfg.TEST.FEAT_NORM
+        else "squared Euclidean distance"
+    )
     for i, q in enumerate(query):
         top, dists = ranked(cfg, q_feats[i], g_feats, q, gallery, splits.protocol)
-        panels = [(display_images(cfg, gallery[j]), caption(gallery[j], r + 1, d),
-                   gallery[j].pid == q.pid) for r, (j, d) in enumerate(zip(top, dists))]
+        panels = [
+            (
+                display_images(cfg, gallery[j]),
+                caption(gallery[j], r + 1, d),
+                gallery[j].pid == q.pid,
+            )
+            for r, (j, d) in enumerate(zip(top, dists))
+        ]
         hits = sum(p[2] for p in panels)
-        title = (f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
-                 f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}")
-        logger.info("query %d (id %d, camera %d), %s:\n%s", i, q.pid, q.camid + 1, metric,
-                    "\n".join(f"  #{r + 1:<2d} gallery {j:5d}  id {gallery[j].pid:5d}  camera "
-                              f"{gallery[j].camid + 1}  d {d:.4f}"
-                              + ("" if gallery[j].pid == q.pid else "  (other id)")
-                              for r, (j, d) in enumerate(zip(top, dists))))
-        figures.append(rank_figure((display_images(cfg, q), caption(q)), panels, mods, title,
-                                   note=f"d: {metric}")[0])
+        title = (
+            f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
+            f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}"
+        )
+        logger.info(
+            "query %d (id %d, camera %d), %s:\n%s",
+            i,
+            q.pid,
+            q.camid + 1,
+            metric,
+            "\n".join(
+                f"  #{r + 1:<2d} gallery {j:5d}  id {gallery[j].pid:5d}  camera "
+                f"{gallery[j].camid + 1}  d {d:.4f}"
+                + ("" if gallery[j].pid == q.pid else "  (other id)")
+                for r, (j, d) in enumerate(zip(top, dists))
+            ),
+        )
+        figures.append(
+            rank_figure(
+                (display_images(cfg, q), caption(q)), panels, mods, title, note=f"d: {metric}"
+            )[0]
+        )
     paths = save_figures(figures, query, out, mods[0])
     print(f"{len(paths)} rank pictures (pattern {pattern}) written to {out}")
     return paths

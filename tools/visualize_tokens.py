@@ -29,16 +29,17 @@ def main(argv=None):
         parser.error(f"--num {args.num}: give at least 1")
     cfg = defaults.load_cfg_or_exit(args)
     if not cfg.MODEL.USE_SDTPS:
-        sys.exit(f"{args.config_file or 'this config'} has no SDTPS head (MODEL.USE_SDTPS False): "
-                 "there is no token selection to show; use a DeMo_SDTPS config")
+        sys.exit(
+            f"{args.config_file or 'this config'} has no SDTPS head (MODEL.USE_SDTPS False): "
+            "there is no token selection to show; use a DeMo_SDTPS config"
+        )
     defaults.need_weight(cfg)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "vis_tokens")
     device = defaults.setup(cfg, log_name="vis_log.txt")
     splits = build_dataset(cfg)
     model = defaults.load_model(cfg, device, splits)
     records = [splits.query[i] for i in spread_indices(splits.query, args.num)]
-    paths = save_figures(token_figures(cfg, model, records), records, out,
-                         cfg.INPUT.MODALITIES[0])
+    paths = save_figures(token_figures(cfg, model, records), records, out, cfg.INPUT.MODALITIES[0])
     print(f"{len(paths)} token-selection pictures written to {out}")
     return paths
 

@@ -79,10 +79,12 @@ def block_cams(model, batch, score_fn):
     mods = list(model.modalities)
     b = acts.shape[0] // len(mods)
     if acts.shape[0] != b * len(mods) or acts.shape[1] != 1 + model.num_patches:
-        raise ValueError(f"the last block gave {tuple(acts.shape)}; expected ({len(mods)} x B, "
-                         f"1 + {model.num_patches}, width) for modalities {mods}")
+        raise ValueError(
+            f"the last block gave {tuple(acts.shape)}; expected ({len(mods)} x B, "
+            f"1 + {model.num_patches}, width) for modalities {mods}"
+        )
     cams = grad_cam(acts[:, 1:], grads[:, 1:])
-    return {m: cams[i * b:(i + 1) * b] for i, m in enumerate(mods)}, scores.detach()
+    return {m: cams[i * b : (i + 1) * b] for i, m in enumerate(mods)}, scores.detach()
 
 
 def pattern_logits(model, feats, pattern):
@@ -102,6 +104,7 @@ def pattern_logits(model, feats, pattern):
 def logit_score(model, pattern, classes):
     """score_fn for block_cams: the logit of class classes[batch["index"]] (a LongTensor, one
     training class per record)."""
+
     def score(feats, batch):
         cls = classes.to(feats["ori"].device)[batch["index"]]
         return pattern_logits(model, feats, pattern).gather(1, cls[:, None])[:, 0]
@@ -112,6 +115,7 @@ def logit_score(model, pattern, classes):
 def similarity_score(pattern, refs):
     """score_fn for block_cams: cosine of the pattern's feature to refs[batch["index"]] ((R, D),
     rows of NaN where a record has no reference: then f . f / |f| with the second f detached)."""
+
     def score(feats, batch):
         f = select_pattern(feats, pattern).float()
         ref = refs.to(f.device)[batch["index"]]

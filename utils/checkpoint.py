@@ -143,8 +143,9 @@ class Checkpointer:
             try:
                 atomic_save(state, path)
                 if mark_last:
-                    _atomic_write(os.path.join(self.output_dir, LAST),
-                                  lambda f: f.write(name.encode()))
+                    _atomic_write(
+                        os.path.join(self.output_dir, LAST), lambda f: f.write(name.encode())
+                    )
                 if PERIODIC.match(name):
                     self._rotate()
             except BaseException as e:  # raised by the next save() or wait()
@@ -175,8 +176,7 @@ class Checkpointer:
                 i = next(slots)
                 buf = self._pinned.get(i)
                 if buf is None or buf.shape != obj.shape or buf.dtype != obj.dtype:
-                    buf = self._pinned[i] = torch.empty(obj.shape, dtype=obj.dtype,
-                                                        pin_memory=True)
+                    buf = self._pinned[i] = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=True)
                 devices.add(obj.device)
                 return buf.copy_(obj, non_blocking=True)
             if isinstance(obj, dict):
@@ -218,8 +218,11 @@ class Checkpointer:
         if ckpt is None:
             ckpt = load_checkpoint(path)
         self.model.load_state_dict(ckpt["model"])
-        for obj, key in ((self.optimizer, "optimizer"), (self.scheduler, "scheduler"),
-                         (self.scaler, "scaler")):
+        for obj, key in (
+            (self.optimizer, "optimizer"),
+            (self.scheduler, "scheduler"),
+            (self.scaler, "scaler"),
+        ):
             if obj is not None and ckpt.get(key) is not None:
                 obj.load_state_dict(ckpt[key])
         rngs = ckpt.get("rng") or []
@@ -227,7 +230,11 @@ class Checkpointer:
         if len(rngs) == comm.get_world_size():
             set_rng_state(rngs[rank])
         else:
-            logger.warning("%s holds RNG states of %d ranks, this run has %d: RNG not restored",
-                           path, len(rngs), comm.get_world_size())
+            logger.warning(
+                "%s holds RNG states of %d ranks, this run has %d: RNG not restored",
+                path,
+                len(rngs),
+                comm.get_world_size(),
+            )
         logger.info("resumed from %s (epoch %d finished)", path, ckpt["epoch"])
         return ckpt["epoch"], ckpt.get("extra", {})

@@ -22,8 +22,15 @@ class EventWriter:
     them).
     """
 
-    def __init__(self, output_dir, provenance=None, tensorboard=True, metrics_name="metrics.json",
-                 tb_subdir="", purge_step=None):
+    def __init__(
+        self,
+        output_dir,
+        provenance=None,
+        tensorboard=True,
+        metrics_name="metrics.json",
+        tb_subdir="",
+        purge_step=None,
+    ):
         self.enabled = comm.is_main_process() and bool(output_dir)
         self.output_dir = output_dir
         self.path = os.path.join(output_dir, metrics_name) if output_dir else None
@@ -35,8 +42,9 @@ class EventWriter:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
 
-                    self._tb = SummaryWriter(log_dir=os.path.join(output_dir, tb_subdir),
-                                             purge_step=purge_step)
+                    self._tb = SummaryWriter(
+                        log_dir=os.path.join(output_dir, tb_subdir), purge_step=purge_step
+                    )
                 except ImportError:
                     logger.warning("tensorboard is not installed: no event files are written")
 

@@ -18,15 +18,25 @@ def save_split(out, split, feats, records, meta):
     if records and records[0].strip_index:
         meta = {**meta, "strip_index": [r.strip_index for r in records]}
     with open(os.path.join(out, f"{split}.json"), "w") as f:
-        json.dump({**meta, "split": split, "num": len(records), "dim": int(feats.shape[1]),
-                   "paths": paths}, f, indent=1)
+        json.dump(
+            {
+                **meta,
+                "split": split,
+                "num": len(records),
+                "dim": int(feats.shape[1]),
+                "paths": paths,
+            },
+            f,
+            indent=1,
+        )
 
 
 def load_split(folder, split):
     """-> (features (N, D) float32, {"pid", "camid", "sceneid": (N,) int64}, meta dict)."""
     feats = np.load(os.path.join(folder, f"{split}_features.npy"))
-    ids = {f: np.load(os.path.join(folder, f"{split}_{f}s.npy")) for f in ("pid", "camid",
-                                                                           "sceneid")}
+    ids = {
+        f: np.load(os.path.join(folder, f"{split}_{f}s.npy")) for f in ("pid", "camid", "sceneid")
+    }
     with open(os.path.join(folder, f"{split}.json")) as f:
         meta = json.load(f)
     return feats, ids, meta

@@ -22,8 +22,9 @@ def write_heatmap(path, labels, panels, title, metric="mAP"):
     plt = require_matplotlib()
     n = len(panels)
     size = 0.62 * len(labels) + 1.2
-    fig, axes = plt.subplots(1, n, figsize=(size * n + 1.6, size + 1.0), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = plt.subplots(
+        1, n, figsize=(size * n + 1.6, size + 1.0), squeeze=False, sharey=True, layout="constrained"
+    )
     for i, (ax, (name, values)) in enumerate(zip(axes[0], panels.items())):
         im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis")
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -35,8 +36,15 @@ def write_heatmap(path, labels, panels, title, metric="mAP"):
         ax.set_title(name)
         for r, row in enumerate(values):
             for c, v in enumerate(row):
-                ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=7,
-                        color="black" if v > 60 else "white")
+                ax.text(
+                    c,
+                    r,
+                    f"{v:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if v > 60 else "white",
+                )
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=f"{metric} (%)")
     fig.suptitle(title)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -58,8 +58,11 @@ def _rank_blocks(distance, n_q, n_g, dev, ids, max_rank, block):
     parts = []
     for s in range(0, n_q, chunk):
         e = s + chunk
-        parts.append(_chunk_stats(distance(s, e), qp[s:e], gp, qc[s:e], gc,
-                                  None if qs is None else qs[s:e], gs))
+        parts.append(
+            _chunk_stats(
+                distance(s, e), qp[s:e], gp, qc[s:e], gc, None if qs is None else qs[s:e], gs
+            )
+        )
     firsts, aps, inps, valids = zip(*parts)
     valid = torch.cat(valids)
     n = int(valid.sum())
@@ -73,8 +76,17 @@ def _rank_blocks(distance, n_q, n_g, dev, ids, max_rank, block):
     return cmc.cpu().numpy(), m_ap, m_inp
 
 
-def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, q_scenes=None,
-                  g_scenes=None, block=DEFAULT_BLOCK):
+def evaluate_rank(
+    distmat,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank=50,
+    q_scenes=None,
+    g_scenes=None,
+    block=DEFAULT_BLOCK,
+):
     """CMC curve, mAP and mINP from a (Q, G) distance matrix (smaller = more similar).
 
     Inputs are numpy arrays or torch tensors (any device; work happens on distmat's device).
@@ -83,8 +95,9 @@ def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, q_sc
     """
     dist = _tensor(distmat)
     ids = (q_pids, g_pids, q_camids, g_camids, q_scenes, g_scenes)
-    return _rank_blocks(lambda s, e: dist[s:e], dist.shape[0], dist.shape[1], dist.device, ids,
-                        max_rank, block)
+    return _rank_blocks(
+        lambda s, e: dist[s:e], dist.shape[0], dist.shape[1], dist.device, ids, max_rank, block
+    )
 
 
 def pairwise_distance(q, g):
@@ -93,8 +106,18 @@ def pairwise_distance(q, g):
     return d.clamp_min_(0)
 
 
-def rank_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank=50,
-                  q_scenes=None, g_scenes=None, block=DEFAULT_BLOCK):
+def rank_features(
+    q_feats,
+    g_feats,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank=50,
+    q_scenes=None,
+    g_scenes=None,
+    block=DEFAULT_BLOCK,
+):
     """`evaluate_rank` straight from features, never holding the full (Q, G) matrix.
 
     q_feats (Q, D), g_feats (G, D): float tensors or arrays; distances are squared Euclidean (the
@@ -103,5 +126,12 @@ def rank_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, max_rank
     q = _tensor(q_feats).float()
     g = _tensor(g_feats).float().to(q.device)
     ids = (q_pids, g_pids, q_camids, g_camids, q_scenes, g_scenes)
-    return _rank_blocks(lambda s, e: pairwise_distance(q[s:e], g), q.shape[0], g.shape[0],
-                        q.device, ids, max_rank, block)
+    return _rank_blocks(
+        lambda s, e: pairwise_distance(q[s:e], g),
+        q.shape[0],
+        g.shape[0],
+        q.device,
+        ids,
+        max_rank,
+        block,
+    )

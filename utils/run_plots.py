@@ -42,8 +42,9 @@ def _panels(runs_by_group):
                 for p, curve in by_pattern.items():
                     maps.setdefault((split, p), {}).setdefault(group, []).append(curve)
     order = sorted(losses, key=lambda k: (k != "loss_total", k))
-    return ([(k, losses[k]) for k in order]
-            + [(f"{split} mAP, pattern {p}", maps[(split, p)]) for split, p in sorted(maps)])
+    return [(k, losses[k]) for k in order] + [
+        (f"{split} mAP, pattern {p}", maps[(split, p)]) for split, p in sorted(maps)
+    ]
 
 
 def mean_curve(curves):
@@ -69,22 +70,43 @@ def learning_curves(runs_by_group, title=""):
             curves = by_group.get(group, [])
             for ri, c in enumerate(curves):
                 # A curve of one point (evaluated only after the last epoch) still shows.
-                ax.plot(list(c), list(c.values()), color=_colour(gi), lw=0.8, alpha=0.35,
-                        marker="o" if len(c) == 1 else None, ms=3, gid=f"{group}|run{ri}")
+                ax.plot(
+                    list(c),
+                    list(c.values()),
+                    color=_colour(gi),
+                    lw=0.8,
+                    alpha=0.35,
+                    marker="o" if len(c) == 1 else None,
+                    ms=3,
+                    gid=f"{group}|run{ri}",
+                )
             m = mean_curve(curves)
             if m:
-                ax.plot(list(m), list(m.values()), color=_colour(gi), lw=2.4,
-                        marker="o" if len(m) == 1 else None, ms=5, gid=f"{group}|mean",
-                        label=group)
+                ax.plot(
+                    list(m),
+                    list(m.values()),
+                    color=_colour(gi),
+                    lw=2.4,
+                    marker="o" if len(m) == 1 else None,
+                    ms=5,
+                    gid=f"{group}|mean",
+                    label=group,
+                )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.tick_params(labelsize=7)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(groups), 6),
-               fontsize=8, frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(len(groups), 6),
+        fontsize=8,
+        frameon=False,
+    )
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
@@ -97,8 +119,9 @@ def interval_bars(stats, metric="mAP", title=""):
     groups = list(stats)
     patterns = sorted({p for g in stats.values() for p in g})
     width = 0.8 / max(1, len(groups))
-    fig = _figure(figsize=(1.8 + 0.6 * len(patterns) * max(1, len(groups)), 3.0),
-                  layout="constrained")
+    fig = _figure(
+        figsize=(1.8 + 0.6 * len(patterns) * max(1, len(groups)), 3.0), layout="constrained"
+    )
     ax = fig.subplots()
     for gi, group in enumerate(groups):
         xs, means, err, dots = [], [], [[], []], []
@@ -114,17 +137,37 @@ def interval_bars(stats, metric="mAP", title=""):
             err[0].append(s["mean"] - lo if ok else 0.0)
             err[1].append(hi - s["mean"] if ok else 0.0)
             dots += [(x, v) for v in s.get("values", ())]
-        bars = ax.bar(xs, means, width * 0.9, yerr=err, capsize=3, color=_colour(gi),
-                      alpha=0.8, label=group, error_kw={"lw": 1})
+        bars = ax.bar(
+            xs,
+            means,
+            width * 0.9,
+            yerr=err,
+            capsize=3,
+            color=_colour(gi),
+            alpha=0.8,
+            label=group,
+            error_kw={"lw": 1},
+        )
         for b, p in zip(bars, [p for p in patterns if p in stats[group]]):
             b.set_gid(f"{group}|p{p}")
         if dots:
-            ax.plot([d[0] for d in dots], [d[1] for d in dots], "o", color="k", ms=2.5,
-                    gid=f"{group}|runs")
+            ax.plot(
+                [d[0] for d in dots],
+                [d[1] for d in dots],
+                "o",
+                color="k",
+                ms=2.5,
+                gid=f"{group}|runs",
+            )
     ax.set_xticks(range(len(patterns)), [f"pattern {p}" for p in patterns], fontsize=8)
     # The axis starts near the data, not at 0: a 1-point difference at mAP 80 must be visible.
-    ends = [v for g in stats.values() for s in g.values()
-            for v in (*s["ci"], *s.get("values", ()), s["mean"]) if not math.isnan(v)]
+    ends = [
+        v
+        for g in stats.values()
+        for s in g.values()
+        for v in (*s["ci"], *s.get("values", ()), s["mean"])
+        if not math.isnan(v)
+    ]
     if ends:
         lo, hi = min(ends), max(ends)
         pad = 0.15 * (hi - lo) + 0.5
@@ -143,8 +186,9 @@ def group_stats(finals, metric="mAP"):
     for group, runs in finals.items():
         if runs:
             patterns = sorted(set.intersection(*(set(r) for r in runs)))
-            out[group] = {p: {**st.summary(v := [r[p][metric] for r in runs]), "values": v}
-                          for p in patterns}
+            out[group] = {
+                p: {**st.summary(v := [r[p][metric] for r in runs]), "values": v} for p in patterns
+            }
     return out
 
 

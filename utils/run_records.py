@@ -33,8 +33,9 @@ def read_records(run_dir, name=METRICS_FILE):
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                logger.warning("%s line %d is not JSON (a run killed while writing it?): skipped",
-                               path, n)
+                logger.warning(
+                    "%s line %d is not JSON (a run killed while writing it?): skipped", path, n
+                )
     return records
 
 
@@ -95,8 +96,10 @@ def loss_curves(records):
                 s = sums.setdefault(k, {}).setdefault(epoch, [0.0, 0])
                 s[0] += v * weight
                 s[1] += weight
-    return {k: {e: s / w for e, (s, w) in sorted(by_epoch.items()) if w}
-            for k, by_epoch in sorted(sums.items())}
+    return {
+        k: {e: s / w for e, (s, w) in sorted(by_epoch.items()) if w}
+        for k, by_epoch in sorted(sums.items())
+    }
 
 
 def eval_curves(records, metric="mAP"):
@@ -108,8 +111,10 @@ def eval_curves(records, metric="mAP"):
             continue
         for p, m in r["results"].items():
             out.setdefault(r["split"], {}).setdefault(int(p), {})[r["epoch"]] = m[metric]
-    return {s: {p: dict(sorted(c.items())) for p, c in sorted(by_p.items())}
-            for s, by_p in sorted(out.items())}
+    return {
+        s: {p: dict(sorted(c.items())) for p, c in sorted(by_p.items())}
+        for s, by_p in sorted(out.items())
+    }
 
 
 def run_final(run_dir):

@@ -78,8 +78,10 @@ def _describe(what, path, err):
     text = str(err)
     found = re.search(r"GLOBAL (\S+?)[ ,]", text) or re.search(r"GLOBAL (\S+)$", text)
     if found:
-        return (f"{what} {path} was refused: it names the Python object {found[1]}, which only "
-                f"a full unpickling creates, and that can run code from the file; {ACCEPTED}")
+        return (
+            f"{what} {path} was refused: it names the Python object {found[1]}, which only "
+            f"a full unpickling creates, and that can run code from the file; {ACCEPTED}"
+        )
     if isinstance(err, EOFError) or os.path.getsize(path) == 0:
         reason = "the file is empty or ends early"
     else:
@@ -87,8 +89,11 @@ def _describe(what, path, err):
             zipped = f.read(4) == b"PK\x03\x04"
         inner = err.__context__ if err.__suppress_context__ and err.__context__ else err
         detail = " ".join(str(inner).split())[:120] or type(inner).__name__
-        reason = (f"a zip archive that is truncated or damaged ({detail})" if zipped
-                  else f"not a torch.save file ({detail})")
+        reason = (
+            f"a zip archive that is truncated or damaged ({detail})"
+            if zipped
+            else f"not a torch.save file ({detail})"
+        )
     return f"{what} {path} cannot be read as weights: {reason}; {ACCEPTED}"
 
 
@@ -133,14 +138,27 @@ class _CodeNeeded(Exception):
 
 
 _DTYPES = {
-    "float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
-    "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+    "float64": torch.float64,
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
+    "bool": torch.bool,
 }
 _STORAGES = {
-    "DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "DoubleStorage": torch.float64,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
 
@@ -173,9 +191,16 @@ def _identity(value, *type_tag):
 _GLOBALS = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    **{("torch.jit._pickle", n): _identity for n in (
-        "restore_type_tag", "build_intlist", "build_doublelist", "build_boollist",
-        "build_tensorlist")},
+    **{
+        ("torch.jit._pickle", n): _identity
+        for n in (
+            "restore_type_tag",
+            "build_intlist",
+            "build_doublelist",
+            "build_boollist",
+            "build_tensorlist",
+        )
+    },
     **{("torch", n): _StorageType(d) for n, d in _STORAGES.items()},
     **{("torch", n): d for n, d in _DTYPES.items()},
 }
@@ -194,17 +219,23 @@ class _ArchiveUnpickler(pickle.Unpickler):
         if module == "__torch__" or module.startswith("__torch__."):
             full = f"{module}.{name}"
             if full not in self.types:
-                self.types[full] = type("ScriptObject", (ScriptObject,),
-                                        {"type_name": full, "__slots__": ()})
+                self.types[full] = type(
+                    "ScriptObject", (ScriptObject,), {"type_name": full, "__slots__": ()}
+                )
             return self.types[full]
         if (module, name) not in _GLOBALS:
             raise _Refused(f"{module}.{name}")
         return _GLOBALS[module, name]
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType) and isinstance(pid[2], str)
-                and type(pid[4]) is int):
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) == 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str)
+            and type(pid[4]) is int
+        ):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r:.80}")
         _, kind, key, _location, numel = pid
         if key not in self.storages:
@@ -213,10 +244,14 @@ class _ArchiveUnpickler(pickle.Unpickler):
             size = self.archive.getinfo(entry).file_size  # checked before anything is read
             if size != numel * itemsize:
                 raise pickle.UnpicklingError(
-                    f"storage data/{key} holds {size} bytes, not {numel} x {itemsize}")
+                    f"storage data/{key} holds {size} bytes, not {numel} x {itemsize}"
+                )
             raw = self.archive.read(entry)
-            flat = (torch.frombuffer(bytearray(raw), dtype=kind.dtype) if raw
-                    else torch.empty(0, dtype=kind.dtype))
+            flat = (
+                torch.frombuffer(bytearray(raw), dtype=kind.dtype)
+                if raw
+                else torch.empty(0, dtype=kind.dtype)
+            )
             self.storages[key] = _Storage(flat)
         storage = self.storages[key]
         if storage.flat.dtype != kind.dtype:
@@ -226,11 +261,13 @@ class _ArchiveUnpickler(pickle.Unpickler):
 
 def _archive_prefix(names):
     """The archive's top folder: the one holding data.pkl."""
-    found = sorted({n.split("/")[0] for n in names if n.count("/") == 1
-                    and n.endswith("/data.pkl")})
+    found = sorted(
+        {n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/data.pkl")}
+    )
     if len(found) != 1:
         raise pickle.UnpicklingError(
-            f"{len(found)} top-level data.pkl entries (a TorchScript archive has one)")
+            f"{len(found)} top-level data.pkl entries (a TorchScript archive has one)"
+        )
     return found[0]
 
 
@@ -247,8 +284,10 @@ def _class_fields(archive, prefix, type_name, cache):
     block = re.search(rf"^class {re.escape(name)}\(Module\):\n((?:[ \t].*\n|\n)*)", text, re.M)
     fields = None
     if block is not None:
-        found = [re.search(rf"^[ \t]+{field} = \[(.*)\][ \t]*$", block[1], re.M)
-                 for field in ("__parameters__", "__buffers__")]
+        found = [
+            re.search(rf"^[ \t]+{field} = \[(.*)\][ \t]*$", block[1], re.M)
+            for field in ("__parameters__", "__buffers__")
+        ]
         if found[0] is None:
             raise pickle.UnpicklingError(f"module class {type_name} has no __parameters__ line")
         # A class written before the __buffers__ line existed declares no buffers: torch.jit.load
@@ -266,8 +305,9 @@ def _walk(obj, archive, prefix, cache, out, name="", above=()):
         raise pickle.UnpicklingError(f"module {name} contains itself")
     fields = _class_fields(archive, prefix, obj.type_name, cache)
     if fields is None:
-        raise pickle.UnpicklingError(f"class {obj.type_name} is not defined as a module in the "
-                                     "archive's code")
+        raise pickle.UnpicklingError(
+            f"class {obj.type_name} is not defined as a module in the archive's code"
+        )
     params, buffers = fields
     state = getattr(obj, "state", None)
     if not isinstance(state, dict):
@@ -279,8 +319,9 @@ def _walk(obj, archive, prefix, cache, out, name="", above=()):
                     raise pickle.UnpicklingError(f"{name}{key} is a {type(value).__name__}")
                 out[f"{name}{key}"] = value
     for key, value in state.items():
-        if isinstance(value, ScriptObject) and _class_fields(archive, prefix, value.type_name,
-                                                             cache):
+        if isinstance(value, ScriptObject) and _class_fields(
+            archive, prefix, value.type_name, cache
+        ):
             _walk(value, archive, prefix, cache, out, f"{name}{key}.", (*above, id(obj)))
 
 
@@ -296,7 +337,8 @@ def read_torchscript(path, what="checkpoint"):
             if stored != sys.byteorder.encode():
                 raise pickle.UnpicklingError(
                     f"tensors stored {stored[:20].decode(errors='replace')!r}-endian on a "
-                    f"{sys.byteorder}-endian machine")
+                    f"{sys.byteorder}-endian machine"
+                )
             root = _ArchiveUnpickler(archive, prefix).load()
             if not isinstance(root, ScriptObject):
                 raise pickle.UnpicklingError(f"data.pkl holds a {type(root).__name__}")
@@ -305,15 +347,17 @@ def read_torchscript(path, what="checkpoint"):
     except _Refused as e:
         raise WeightsFileError(
             f"{what} {path} was refused: its data.pkl names the Python object {e}, which only a "
-            f"full unpickling creates, and that can run code from the file; {ACCEPTED}") from None
+            f"full unpickling creates, and that can run code from the file; {ACCEPTED}"
+        ) from None
     except _CodeNeeded as e:
         raise WeightsFileError(
             f"{what} {path} was refused: its TorchScript class {e} restores its state with its "
-            f"own __setstate__ code, which is not run; {ACCEPTED}") from None
+            f"own __setstate__ code, which is not run; {ACCEPTED}"
+        ) from None
     except Exception as e:  # malformed pickle, zip, code text or tensor layout
         detail = " ".join(str(e).split())[:160] or type(e).__name__
         raise WeightsFileError(
-            f"{what} {path} cannot be read as a TorchScript weights archive: {detail}; "
-            f"{ACCEPTED}") from e
+            f"{what} {path} cannot be read as a TorchScript weights archive: {detail}; {ACCEPTED}"
+        ) from e
     logger.debug("%s: %d tensors read from the TorchScript archive", path, len(out))
     return out

@@ -21,8 +21,10 @@ def _beta_cf(a, b, x):
     h = d
     for m in range(1, 10000):
         m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)),
-                    -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        for num in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > _TINY else _TINY)
             c = 1.0 + num / c
@@ -30,8 +32,9 @@ def _beta_cf(a, b, x):
             h *= d * c
         if abs(d * c - 1.0) < _EPS:
             return h
-    raise ArithmeticError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, "
-                          f"x={x})")
+    raise ArithmeticError(
+        f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})"
+    )
 
 
 def betainc(a, b, x):
@@ -42,8 +45,9 @@ def betainc(a, b, x):
         raise ValueError(f"betainc needs 0 <= x <= 1, got x={x}")
     if x in (0.0, 1.0):
         return x
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x)
-                 + b * math.log1p(-x))
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _beta_cf(a, b, x) / a
     return 1.0 - math.exp(log_front) * _beta_cf(b, a, 1.0 - x) / b
@@ -119,8 +123,15 @@ def _test(diff, se, df, confidence, **extra):
         t = diff / se
         p = 2.0 * t_cdf(-abs(t), df)
         half = t_ppf(0.5 + confidence / 2.0, df) * se
-    return {"diff": diff, "ci": (diff - half, diff + half), "se": se, "t": t, "df": df, "p": p,
-            **extra}
+    return {
+        "diff": diff,
+        "ci": (diff - half, diff + half),
+        "se": se,
+        "t": t,
+        "df": df,
+        "p": p,
+        **extra,
+    }
 
 
 def welch(a, b, confidence=0.95):
@@ -128,12 +139,13 @@ def welch(a, b, confidence=0.95):
     df by Welch-Satterthwaite. Needs two or more values in each sample."""
     a, b = [float(v) for v in a], [float(v) for v in b]
     if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"Welch's t-test needs two or more values per sample, got {len(a)} and "
-                         f"{len(b)}")
+        raise ValueError(
+            f"Welch's t-test needs two or more values per sample, got {len(a)} and {len(b)}"
+        )
     va, vb = sample_std(a) ** 2 / len(a), sample_std(b) ** 2 / len(b)
     se = math.sqrt(va + vb)
     if se > 0.0:
-        df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     else:
         df = float(len(a) + len(b) - 2)
     return _test(mean(b) - mean(a), se, df, confidence, test="welch", n_a=len(a), n_b=len(b))
@@ -144,11 +156,11 @@ def paired(a, b, confidence=0.95):
     Needs two or more pairs."""
     a, b = [float(v) for v in a], [float(v) for v in b]
     if len(a) != len(b):
-        raise ValueError(f"a paired t-test needs samples of equal length, got {len(a)} and "
-                         f"{len(b)}")
+        raise ValueError(
+            f"a paired t-test needs samples of equal length, got {len(a)} and {len(b)}"
+        )
     if len(a) < 2:
         raise ValueError(f"a paired t-test needs two or more pairs, got {len(a)}")
     d = [y - x for x, y in zip(a, b)]
     se = sample_std(d) / math.sqrt(len(d))
-    return _test(mean(d), se, float(len(d) - 1), confidence, test="paired", n_a=len(a),
-                 n_b=len(b))
+    return _test(mean(d), se, float(len(d) - 1), confidence, test="paired", n_a=len(a), n_b=len(b))

@@ -26,8 +26,19 @@ MISSING = (150, 150, 150)  # panel of a modality zero-filled by TEST.MISS
 MIN_HEIGHT = 128  # each image is upscaled to at least this many pixels tall
 
 # A perceptually ordered colour map (dark blue -> purple -> orange -> yellow), inferno-like.
-_CMAP = np.array([[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66],
-                  [245, 125, 21], [250, 193, 39], [252, 255, 164]], dtype=np.float64)
+_CMAP = np.array(
+    [
+        [0, 0, 4],
+        [40, 11, 84],
+        [101, 21, 110],
+        [159, 42, 99],
+        [212, 72, 66],
+        [245, 125, 21],
+        [250, 193, 39],
+        [252, 255, 164],
+    ],
+    dtype=np.float64,
+)
 
 
 def font(size=12):
@@ -178,8 +189,9 @@ def _np(x):
 
 def triplet_column(images, scale):
     """{modality: PIL} -> the images stacked top to bottom, each upscaled by `scale`."""
-    ims = [im.resize((im.width * scale, im.height * scale), Image.NEAREST)
-           for im in images.values()]
+    ims = [
+        im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images.values()
+    ]
     col = Image.new("RGB", (max(i.width for i in ims), sum(i.height for i in ims)), BACKGROUND)
     y = 0
     for im in ims:
@@ -221,8 +233,12 @@ def rank_figure(query, gallery, modalities, title="", border=4, note=""):
         if i > 0:
             if i == 1:
                 x += gap_after_query
-                draw.text((x, head + 2), "top-ranked gallery" + (f" ({note})" if note else ""),
-                          fill=TEXT, font=small)
+                draw.text(
+                    (x, head + 2),
+                    "top-ranked gallery" + (f" ({note})" if note else ""),
+                    fill=TEXT,
+                    font=small,
+                )
         y = head + 18
         box = (x, y, x + cw, y + ch)
         draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
@@ -268,8 +284,9 @@ def spread_indices(records, num):
                 break
             if not idx:
                 continue
-            j = min(idx, key=lambda i: (records[i].camid in shown[pid],
-                                        cam_count[records[i].camid], i))
+            j = min(
+                idx, key=lambda i: (records[i].camid in shown[pid], cam_count[records[i].camid], i)
+            )
             idx.remove(j)
             shown[pid].add(records[j].camid)
             cam_count[records[j].camid] += 1
@@ -284,8 +301,9 @@ def protocol_junk(query, gallery, protocol):
     """
     same_id = torch.tensor([r.pid == query.pid for r in gallery], dtype=torch.bool)
     field = "sceneid" if protocol == "scene" else "camid"
-    same = torch.tensor([getattr(r, field) == getattr(query, field) for r in gallery],
-                        dtype=torch.bool)
+    same = torch.tensor(
+        [getattr(r, field) == getattr(query, field) for r in gallery], dtype=torch.bool
+    )
     return same_id & same
 
 
@@ -295,8 +313,9 @@ def overlay_panel(img, cam, scale):
     big = img.resize((img.width * scale, img.height * scale), Image.BICUBIC)
     grey = np.repeat(np.asarray(big.convert("L"), dtype=np.float64)[..., None], 3, axis=2)
     heat = Image.fromarray(colormap(cam)).resize(big.size, Image.BILINEAR)
-    return Image.fromarray((0.65 * np.asarray(heat, dtype=np.float64) + 0.35 * grey)
-                           .round().astype(np.uint8))
+    return Image.fromarray(
+        (0.65 * np.asarray(heat, dtype=np.float64) + 0.35 * grey).round().astype(np.uint8)
+    )
 
 
 def missing_panel(width, height, fnt):
@@ -304,8 +323,12 @@ def missing_panel(width, height, fnt):
     pic = Image.new("RGB", (width, height), MISSING)
     draw = ImageDraw.Draw(pic)
     label = "missing"
-    draw.text(((width - draw.textlength(label, font=fnt)) / 2, height / 2 - 8), label,
-              fill=BACKGROUND, font=fnt)
+    draw.text(
+        ((width - draw.textlength(label, font=fnt)) / 2, height / 2 - 8),
+        label,
+        fill=BACKGROUND,
+        font=fnt,
+    )
     return pic
 
 
@@ -325,11 +348,14 @@ def cam_figure(images, cams, missing=(), title="", legend=()):
     pad, head = 16, 34
     fnt, small = font(14), font(11)
     total = sum(float(cams[m].sum()) for m in mods if m not in missing)
-    legend = list(legend) + ["top: input; bottom: Grad-CAM, each modality scaled to its own peak",
-                             "share: the modality's part of the map summed over the modalities"]
+    legend = list(legend) + [
+        "top: input; bottom: Grad-CAM, each modality scaled to its own peak",
+        "share: the modality's part of the map summed over the modalities",
+    ]
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    text_w = max([measure.textlength(t, font=small) for t in legend]
-                 + [measure.textlength(title, font=fnt)])
+    text_w = max(
+        [measure.textlength(t, font=small) for t in legend] + [measure.textlength(title, font=fnt)]
+    )
     width = int(max(len(mods) * (pw + pad) + pad, text_w + 2 * pad))
     height = (title != "") * 20 + 2 * (ph + head) + 16 * len(legend) + 36
     fig = Image.new("RGB", (width, height), BACKGROUND)
@@ -355,8 +381,9 @@ def cam_figure(images, cams, missing=(), title="", legend=()):
         draw.text((x, y + ph + head + 19), label, fill=TEXT, font=small)
         big = images[m].resize((pw, ph), Image.BICUBIC)
         fig.paste(big, (x, y + head))
-        fig.paste(overlay_panel(images[m], cam / peak if peak > 0 else cam, scale),
-                  (x, y + ph + 2 * head))
+        fig.paste(
+            overlay_panel(images[m], cam / peak if peak > 0 else cam, scale), (x, y + ph + 2 * head)
+        )
     y += 2 * (ph + head) + 4
     for line in legend:
         draw.text((pad, y), line, fill=TEXT, font=small)

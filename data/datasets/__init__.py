@@ -37,8 +37,14 @@ def scan_dataset(root, name, modalities):
     parts, problems = ds.scan(root, tuple(modalities))
     problems += duplicate_names(parts)
     protocol = ds.choose_protocol(parts) if hasattr(ds, "choose_protocol") else ds.protocol
-    splits = DatasetSplits(name, parts["train"], parts["query"], parts["gallery"],
-                           num_cameras=ds.num_cameras, protocol=protocol)
+    splits = DatasetSplits(
+        name,
+        parts["train"],
+        parts["query"],
+        parts["gallery"],
+        num_cameras=ds.num_cameras,
+        protocol=protocol,
+    )
     splits.num_train_pids = len({r.pid for r in splits.train})
     for split in ("train", "query", "gallery"):
         if not problems and not getattr(splits, split):
@@ -59,13 +65,16 @@ def build_dataset(cfg):
         listed = "\n  ".join(problems[:_MAX_LISTED])
         extra = len(problems) - _MAX_LISTED
         more = f"\n  ... and {extra} more" if extra > 0 else ""
-        raise DatasetError(f"{name} under {os.path.abspath(cfg.DATASETS.ROOT_DIR)}: "
-                           f"{len(problems)} problem(s):\n  {listed}{more}\n"
-                           "(tools/check_dataset.py lists every problem)")
+        raise DatasetError(
+            f"{name} under {os.path.abspath(cfg.DATASETS.ROOT_DIR)}: "
+            f"{len(problems)} problem(s):\n  {listed}{more}\n"
+            "(tools/check_dataset.py lists every problem)"
+        )
     train = splits.train
     if cfg.DATASETS.VAL_FRACTION > 0:
         train, splits.val_query, splits.val_gallery = split_validation(
-            train, cfg.DATASETS.VAL_FRACTION, cfg.SOLVER.SEED)
+            train, cfg.DATASETS.VAL_FRACTION, cfg.SOLVER.SEED
+        )
     splits.train = relabel(train)
     splits.num_train_pids = len({r.pid for r in splits.train})
     logger.info("dataset\n%s", split_table(splits))
@@ -152,24 +161,41 @@ def _notes(splits, modes):
     out = []
     for mode, paths in sorted(modes.items()):
         n = len(paths)
-        out.append(f"{n} image{'s' * (n != 1)} of mode {mode} ({CONVERTED_MODES[mode]}), e.g. "
-                   f"{paths[0]}")
+        out.append(
+            f"{n} image{'s' * (n != 1)} of mode {mode} ({CONVERTED_MODES[mode]}), e.g. {paths[0]}"
+        )
     q_ids, g_ids = {r.pid for r in splits.query}, {r.pid for r in splits.gallery}
-    for ids, where in ((q_ids - g_ids, "only in query (their queries cannot match)"),
-                       (g_ids - q_ids, "only in the gallery (distractors)")):
+    for ids, where in (
+        (q_ids - g_ids, "only in query (their queries cannot match)"),
+        (g_ids - q_ids, "only in the gallery (distractors)"),
+    ):
         if ids:
-            out.append(f"{len(ids)} test id{'s' * (len(ids) != 1)} {where}: "
-                       f"{', '.join(str(i) for i in sorted(ids))}")
+            out.append(
+                f"{len(ids)} test id{'s' * (len(ids) != 1)} {where}: "
+                f"{', '.join(str(i) for i in sorted(ids))}"
+            )
     lost = unmatched_queries(splits.query, splits.gallery, splits.protocol)
     if lost:
         rule = "same scene" if splits.protocol == "scene" else "same camera"
         names = ", ".join(splits.query[i].key for i in lost[:_MAX_NAMED])
-        out.append(f"{len(lost)} of {len(splits.query)} queries have no valid gallery match "
-                   f"(same-id items all in the {rule}, or the id absent from the gallery) and are "
-                   f"left out of the metrics, e.g. {names}")
+        out.append(
+            f"{len(lost)} of {len(splits.query)} queries have no valid gallery match "
+            f"(same-id items all in the {rule}, or the id absent from the gallery) and are "
+            f"left out of the metrics, e.g. {names}"
+        )
     return out
 
 
-__all__ = ["DATASET_REGISTRY", "DatasetError", "DatasetSplits", "Record", "build_dataset",
-           "find_problems", "read_images", "scan_dataset", "split_table", "to_rgb",
-           "unmatched_queries"]
+__all__ = [
+    "DATASET_REGISTRY",
+    "DatasetError",
+    "DatasetSplits",
+    "Record",
+    "build_dataset",
+    "find_problems",
+    "read_images",
+    "scan_dataset",
+    "split_table",
+    "to_rgb",
+    "unmatched_queries",
+]

@@ -107,19 +107,25 @@ def to_rgb(img, path):
         x = np.asarray(img).astype(np.int64)
         lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
         if lo < 0 or hi > 65535:
-            raise DatasetError(f"{path}: 32-bit integer image with values {lo}..{hi}, outside "
-                               "the 16-bit range 0..65535 it is read in; save it as 8-bit or "
-                               "16-bit")
+            raise DatasetError(
+                f"{path}: 32-bit integer image with values {lo}..{hi}, outside "
+                "the 16-bit range 0..65535 it is read in; save it as 8-bit or "
+                "16-bit"
+            )
         return _gray(((x * 255 + 32767) // 65535).astype(np.uint8))
     if mode == "F":
         x = np.asarray(img, dtype=np.float64)
         lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if not (0.0 <= lo and hi <= 1.0):  # also refuses NaN
-            raise DatasetError(f"{path}: 32-bit float image with values {lo:g}..{hi:g}, outside "
-                               "0..1 (the only float range read); save it as 8-bit or 16-bit")
+            raise DatasetError(
+                f"{path}: 32-bit float image with values {lo:g}..{hi:g}, outside "
+                "0..1 (the only float range read); save it as 8-bit or 16-bit"
+            )
         return _gray(np.rint(x * 255).astype(np.uint8))
-    raise DatasetError(f"{path}: image mode {mode} is not supported; save it as 8-bit RGB or "
-                       "grayscale (16-bit gray, palette, alpha and CMYK are read too)")
+    raise DatasetError(
+        f"{path}: image mode {mode} is not supported; save it as 8-bit RGB or "
+        "grayscale (16-bit gray, palette, alpha and CMYK are read too)"
+    )
 
 
 def _gray(x):
@@ -134,8 +140,9 @@ def list_images(folder):
 
 def missing_folders(folders, layout):
     """Problems for the folders that do not exist; each names the expected layout."""
-    return [f"missing folder {f}; expected layout: {layout}"
-            for f in folders if not os.path.isdir(f)]
+    return [
+        f"missing folder {f}; expected layout: {layout}" for f in folders if not os.path.isdir(f)
+    ]
 
 
 def scan_modality_folders(mod_dirs, modalities, parse, problems, **record_kw):
@@ -215,14 +222,18 @@ def duplicate_names(parts):
             names[_stem(r.key)].append(r.key)
         for name, keys in sorted(names.items()):
             if len(keys) > 1:
-                problems.append(f"duplicate sample name {name} in the {split} split: "
-                                f"{', '.join(keys)}; keep one of them")
+                problems.append(
+                    f"duplicate sample name {name} in the {split} split: "
+                    f"{', '.join(keys)}; keep one of them"
+                )
         where[split] = names
     test = {n: k for split in ("query", "gallery") for n, k in where.get(split, {}).items()}
     for name, keys in sorted(where.get("train", {}).items()):
         if name in test:
-            problems.append(f"sample name {name} is in train and in test: {keys[0]} and "
-                            f"{test[name][0]}; train and test must not share samples")
+            problems.append(
+                f"sample name {name} is in train and in test: {keys[0]} and "
+                f"{test[name][0]}; train and test must not share samples"
+            )
     return problems
 
 
@@ -237,8 +248,11 @@ def unmatched_queries(query, gallery, protocol):
     field_ = "sceneid" if protocol == "scene" else "camid"
     per_id = Counter(g.pid for g in gallery)
     per_id_group = Counter((g.pid, getattr(g, field_)) for g in gallery)
-    return [i for i, q in enumerate(query)
-            if per_id[q.pid] - per_id_group[(q.pid, getattr(q, field_))] <= 0]
+    return [
+        i
+        for i, q in enumerate(query)
+        if per_id[q.pid] - per_id_group[(q.pid, getattr(q, field_))] <= 0
+    ]
 
 
 def split_table(splits):
@@ -249,7 +263,13 @@ def split_table(splits):
         if recs or name in ("train", "query", "gallery"):
             rows.append((name, len({r.pid for r in recs}), len(recs), len({r.camid for r in recs})))
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-    lines = ["  ".join(str(v).rjust(w) if i else str(v).ljust(w)
-                       for i, (v, w) in enumerate(zip(row, widths))) for row in rows]
-    return f"{splits.name} ({splits.protocol} protocol, {splits.num_cameras} cameras)\n" + \
-        "\n".join(lines)
+    lines = [
+        "  ".join(
+            str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(row, widths))
+        )
+        for row in rows
+    ]
+    return (
+        f"{splits.name} ({splits.protocol} protocol, {splits.num_cameras} cameras)\n"
+        + "\n".join(lines)
+    )

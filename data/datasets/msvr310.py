@@ -15,8 +15,9 @@ from .base import DATASET_REGISTRY, missing_folders, scan_modality_folders
 _NAME = re.compile(r"^(\d{4})_s(\d{3})_v(\d)_")
 FOLDERS = ("vis", "ni", "th")
 SPLITS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query3"}
-LAYOUT = ("MSVR310/{bounding_box_train,bounding_box_test,query3}/<id>/{vis,ni,th}/"
-          "VVVV_sSSS_vK_NNN.jpg")
+LAYOUT = (
+    "MSVR310/{bounding_box_train,bounding_box_test,query3}/<id>/{vis,ni,th}/VVVV_sSSS_vK_NNN.jpg"
+)
 
 
 def parse_name(name):
@@ -69,6 +70,8 @@ def _in_own_folder(records, ident, id_dir, problems):
         if ident.isdigit() and int(ident) == r.pid:
             kept.append(r)
         else:
-            problems.append(f"id folder {id_dir} holds {r.key} of id {r.pid:04d} (its name's "
-                            f"first field): move it to the folder of its id, or rename it")
+            problems.append(
+                f"id folder {id_dir} holds {r.key} of id {r.pid:04d} (its name's "
+                f"first field): move it to the folder of its id, or rename it"
+            )
     return kept

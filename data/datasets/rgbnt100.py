@@ -27,10 +27,12 @@ def strip_problem(path, width, height):
     want = 3 * PART_ASPECT * height
     if width == want:
         return None
-    return (f"RGBNT100 strip {path} is {width}x{height} (W x H): a strip is RGB | NI | TI side by "
-            f"side, three parts each {PART_ASPECT}x as wide as high (768x128 in the real data), "
-            f"so a strip {height} high must be {want} wide; re-save it as three "
-            f"{PART_ASPECT * height}x{height} parts")
+    return (
+        f"RGBNT100 strip {path} is {width}x{height} (W x H): a strip is RGB | NI | TI side by "
+        f"side, three parts each {PART_ASPECT}x as wide as high (768x128 in the real data), "
+        f"so a strip {height} high must be {want} wide; re-save it as three "
+        f"{PART_ASPECT * height}x{height} parts"
+    )
 
 
 def parse_name(name):

@@ -59,8 +59,10 @@ def parse_nested(name, pid):
     stem = os.path.splitext(name)[0]
     views = _VIEW.findall(stem)
     if len(views) != 1 or len(views[0]) != 1:
-        raise ValueError(f"expected one view field v<K> (a single digit 0..{NUM_CAMERAS - 1}), "
-                         f"e.g. 0001_s001_v1_000.jpg, got {name!r}")
+        raise ValueError(
+            f"expected one view field v<K> (a single digit 0..{NUM_CAMERAS - 1}), "
+            f"e.g. 0001_s001_v1_000.jpg, got {name!r}"
+        )
     cam = int(views[0])
     if cam >= NUM_CAMERAS:
         raise ValueError(f"camera {cam} outside 0..{NUM_CAMERAS - 1} in {name!r}")
@@ -84,23 +86,31 @@ def _scan_nested(base, modalities, problems):
         folder = os.path.join(base, sub)
         out[split] = []
         # An image directly in a split folder belongs to no id: named, not skipped silently.
-        problems.extend(f"image outside an <id>/{{vis,ni,th}}/ folder: "
-                        f"{os.path.join(folder, f)}; expected layout: {NESTED_LAYOUT}"
-                        for f in list_images(folder))
+        problems.extend(
+            f"image outside an <id>/{{vis,ni,th}}/ folder: "
+            f"{os.path.join(folder, f)}; expected layout: {NESTED_LAYOUT}"
+            for f in list_images(folder)
+        )
         for ident in sorted(os.listdir(folder)):
             id_dir = os.path.join(folder, ident)
             if not os.path.isdir(id_dir):
                 continue
             if not ident.isdigit():
-                hint = (f" (the flat layout: name the dataset folder {FLAT}/ instead)"
-                        if ident in FOLDERS else "")
-                problems.append(f"id folder name is not an integer: {id_dir}{hint}; expected "
-                                f"layout: {NESTED_LAYOUT}")
+                hint = (
+                    f" (the flat layout: name the dataset folder {FLAT}/ instead)"
+                    if ident in FOLDERS
+                    else ""
+                )
+                problems.append(
+                    f"id folder name is not an integer: {id_dir}{hint}; expected "
+                    f"layout: {NESTED_LAYOUT}"
+                )
                 continue
             mod_dirs = [os.path.join(id_dir, f) for f in FOLDERS]
             gone = missing_folders(mod_dirs, NESTED_LAYOUT)
             problems.extend(gone)
             if not gone:
+
                 def parse(name, pid=int(ident)):
                     return parse_nested(name, pid)
 
@@ -113,8 +123,9 @@ def _scan_flat(base, modalities, problems):
     problems.extend(missing_folders([d for ds in dirs.values() for d in ds], FLAT_LAYOUT))
     if problems:
         return {s: [] for s in SPLITS}
-    return {s: scan_modality_folders(ds, modalities, parse_flat, problems)
-            for s, ds in dirs.items()}
+    return {
+        s: scan_modality_folders(ds, modalities, parse_flat, problems) for s, ds in dirs.items()
+    }
 
 
 def _scene_problems(parts):
@@ -130,8 +141,11 @@ def _scene_problems(parts):
     else:
         minority, what, others = without, "carries no scene (s<digits>)", len(with_scene)
         rest = "do"
-    return [f"file name {what} while {others} other names {rest}; the evaluation protocol needs "
-            f"scenes in all names or in none: {r.key}" for r in minority]
+    return [
+        f"file name {what} while {others} other names {rest}; the evaluation protocol needs "
+        f"scenes in all names or in none: {r.key}"
+        for r in minority
+    ]
 
 
 @DATASET_REGISTRY.register("WMVEID863")
@@ -155,13 +169,16 @@ class WMVEID863:
         if len(found) == 2:
             return {s: [] for s in SPLITS}, [
                 f"both {nested} and {flat} exist; DATASETS.NAMES WMVEID863 reads one of them: "
-                "move one away, or point DATASETS.ROOT_DIR at a folder holding only the one to use"]
+                "move one away, or point DATASETS.ROOT_DIR at a folder holding only the one to use"
+            ]
         if not found:
             return {s: [] for s in SPLITS}, [
-                f"missing folder {nested} (or {flat}); expected layout: {LAYOUT}"]
+                f"missing folder {nested} (or {flat}); expected layout: {LAYOUT}"
+            ]
         if found[0] == nested:
-            problems = missing_folders([os.path.join(nested, s) for s in SPLITS.values()],
-                                       NESTED_LAYOUT)
+            problems = missing_folders(
+                [os.path.join(nested, s) for s in SPLITS.values()], NESTED_LAYOUT
+            )
             if problems:
                 return {s: [] for s in SPLITS}, problems
             parts = _scan_nested(nested, modalities, problems)

@@ -40,7 +40,8 @@ if os.environ.get("BROADCAST") == "0":  # DDP without the forward's buffer broad
     import engine.trainer
 
     engine.trainer.DistributedDataParallel = functools.partial(
-        engine.trainer.DistributedDataParallel, broadcast_buffers=False)
+        engine.trainer.DistributedDataParallel, broadcast_buffers=False
+    )
 
 
 def avg_hook(state, bucket):
@@ -49,9 +50,22 @@ def avg_hook(state, bucket):
 
 
 def main(a):
-    cfg = load_config(a.config, ["DATASETS.ROOT_DIR", a.root, "OUTPUT_DIR", a.out,
-                                 "DATALOADER.NUM_WORKERS", 2, "SOLVER.COMPILE", True,
-                                 "SOLVER.COMPILE_MODE", "reduce-overhead", *a.opts])
+    cfg = load_config(
+        a.config,
+        [
+            "DATASETS.ROOT_DIR",
+            a.root,
+            "OUTPUT_DIR",
+            a.out,
+            "DATALOADER.NUM_WORKERS",
+            2,
+            "SOLVER.COMPILE",
+            True,
+            "SOLVER.COMPILE_MODE",
+            "reduce-overhead",
+            *a.opts,
+        ],
+    )
     device = setup(cfg)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
@@ -59,8 +73,11 @@ def main(a):
     if os.environ.get("HOOK") == "avg" and comm.get_world_size() > 1:
         getattr(tr.train_model, "_orig_mod", tr.train_model).register_comm_hook(None, avg_hook)
     b = next(iter(tr.loader))
-    batch = {"images": {m: t.to(device) for m, t in b["images"].items()},
-             "pids": b["pids"].to(device), "camids": b["camids"].to(device)}
+    batch = {
+        "images": {m: t.to(device) for m, t in b["images"].items()},
+        "pids": b["pids"].to(device),
+        "camids": b["camids"].to(device),
+    }
     tr.loader.close()
     per_rank = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
 
@@ -112,12 +129,18 @@ def main(a):
     def med(x):
         return round(sorted(x)[len(x) // 2], 3)
 
-    row = {"variant": os.path.basename(a.out), "world": comm.get_world_size(),
-           "batch": cfg.SOLVER.IMS_PER_BATCH, "optimize_ddp": torch._dynamo.config.optimize_ddp,
-           "hook": os.environ.get("HOOK", "default"), "model_tps": round(tps, 1),
-           "gpu_ms": {k: med([p[i] for p in phases]) for i, k in enumerate(("fwd", "bwd", "opt"))},
-           "gpu_gap_ms": med(gaps), "cpu_step_ms": med(cpu_step),
-           "cpu_ms": {k: med([p[i] for p in cpu_ph]) for i, k in enumerate(("fwd", "bwd", "opt"))}}
+    row = {
+        "variant": os.path.basename(a.out),
+        "world": comm.get_world_size(),
+        "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "optimize_ddp": torch._dynamo.config.optimize_ddp,
+        "hook": os.environ.get("HOOK", "default"),
+        "model_tps": round(tps, 1),
+        "gpu_ms": {k: med([p[i] for p in phases]) for i, k in enumerate(("fwd", "bwd", "opt"))},
+        "gpu_gap_ms": med(gaps),
+        "cpu_step_ms": med(cpu_step),
+        "cpu_ms": {k: med([p[i] for p in cpu_ph]) for i, k in enumerate(("fwd", "bwd", "opt"))},
+    }
     if comm.is_main_process():
         print(json.dumps(row), flush=True)
     from torch.profiler import ProfilerActivity, profile

@@ -16,8 +16,10 @@ from collections import Counter
 
 def summary(path, steps):
     events = json.load(gzip.open(path))["traceEvents"]
-    k = sorted((e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
-               key=lambda e: e["ts"])
+    k = sorted(
+        (e for e in events if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")),
+        key=lambda e: e["ts"],
+    )
     t0 = k[0]["ts"]
     step = (max(e["ts"] + e["dur"] for e in k) - t0) / steps
     k = [e for e in k if e["ts"] - t0 >= step]
@@ -29,17 +31,27 @@ def summary(path, steps):
         end = max(end or 0, e["ts"] + e["dur"])
         stream[e["args"].get("stream")] += e["dur"]
         name = e["name"]
-        kind = ("ddp_copy" if "AUnaryFunctor" in name else "nccl" if "nccl" in name.lower()
-                else "adam" if "multi_tensor_apply" in name else None)
+        kind = (
+            "ddp_copy"
+            if "AUnaryFunctor" in name
+            else "nccl"
+            if "nccl" in name.lower()
+            else "adam"
+            if "multi_tensor_apply" in name
+            else None
+        )
         if kind:
             kinds[kind] += e["dur"]
 
     def ms(x):
         return round(x / n / 1e3, 3)
 
-    return {"step_ms": ms(n * step), "idle_ms": ms(idle),
-            "stream_busy_ms": {s: ms(v) for s, v in stream.most_common()},
-            **{f"{kk}_ms": ms(v) for kk, v in kinds.items()}}
+    return {
+        "step_ms": ms(n * step),
+        "idle_ms": ms(idle),
+        "stream_busy_ms": {s: ms(v) for s, v in stream.most_common()},
+        **{f"{kk}_ms": ms(v) for kk, v in kinds.items()},
+    }
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def read_state_dict(path):
             sd = sd[wrapper]
     if not isinstance(sd, dict):
         raise WeightsFileError(
-            f"MODEL.PRETRAIN_PATH {path} holds a {type(sd).__name__}, not a state dict")
+            f"MODEL.PRETRAIN_PATH {path} holds a {type(sd).__name__}, not a state dict"
+        )
     return {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
 
 
@@ -123,7 +124,7 @@ def to_backbone_names(sd, backbone):
     if any(k.startswith("visual.") for k in sd):
         sd = openai_to_timm(sd, "visual.")
     elif any(k.startswith("backbone.") for k in sd):  # a whole model of ours
-        sd = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        sd = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     else:
         sd = {k: v for k, v in sd.items() if not k.startswith(_DROP_PREFIXES)}
         w = sd.get("patch_embed.proj.weight")

@@ -56,8 +56,10 @@ class StridedPatchEmbed(PatchEmbed):
         # slower than the same product); same weights, same (c, y, x) order as Conv2d's.
         b, c, h, w = x.shape
         if (h, w) != self.img_size:
-            raise ValueError(f"input images are {h}x{w}, the model is built for "
-                             f"{self.img_size[0]}x{self.img_size[1]}")
+            raise ValueError(
+                f"input images are {h}x{w}, the model is built for "
+                f"{self.img_size[0]}x{self.img_size[1]}"
+            )
         (ph, pw), (gh, gw) = self.patch_size, self.grid_size
         x = x.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, -1)
         x = F.linear(x, self.proj.weight.reshape(self.proj.out_channels, -1), self.proj.bias)
@@ -145,8 +147,12 @@ class ReIDViT(VisionTransformer):
     def _attention_kernel(self):
         if self.sdpa_backend == "auto":
             return contextlib.nullcontext()
-        name = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION",
-                "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}[self.sdpa_backend]
+        name = {
+            "cudnn": "CUDNN_ATTENTION",
+            "flash": "FLASH_ATTENTION",
+            "efficient": "EFFICIENT_ATTENTION",
+            "math": "MATH",
+        }[self.sdpa_backend]
         return sdpa_kernel([getattr(SDPBackend, name)])
 
 
@@ -164,9 +170,14 @@ def build_vit(cfg, kind):
         "tiny_vit": dict(clip=False, drop_path=m.DROP_PATH, **small),
     }
     if kind in specs:
-        return ReIDViT(img_size=tuple(cfg.INPUT.SIZE_TRAIN), stride=tuple(m.STRIDE_SIZE),
-                       drop=m.DROP_OUT, attn_drop=m.ATT_DROP_RATE, sdpa_backend=m.SDPA_BACKEND,
-                       **specs[kind])
+        return ReIDViT(
+            img_size=tuple(cfg.INPUT.SIZE_TRAIN),
+            stride=tuple(m.STRIDE_SIZE),
+            drop=m.DROP_OUT,
+            attn_drop=m.ATT_DROP_RATE,
+            sdpa_backend=m.SDPA_BACKEND,
+            **specs[kind],
+        )
     raise KeyError(f"unknown MODEL.TRANSFORMER_TYPE {kind!r}")
 
 

@@ -89,8 +89,9 @@ class HDM(nn.Module):
 
     def forward(self, patches, globals_):
         """patches: list of (B, N, C); globals_: list of (B, C) -> list of seven (B, C)."""
-        x = torch.cat([torch.cat([g.unsqueeze(1), p], dim=1) for g, p in zip(globals_, patches)],
-                      dim=1)  # (B, 3T, C), T = 1 + N tokens per modality
+        x = torch.cat(
+            [torch.cat([g.unsqueeze(1), p], dim=1) for g, p in zip(globals_, patches)], dim=1
+        )  # (B, 3T, C), T = 1 + N tokens per modality
         b, _, c = x.shape
         s, h = len(HDM_SUBSETS), self.heads
         d = c // h

@@ -231,9 +231,7 @@ class MultiModalSDTPS(nn.Module):
                 mask, extra, kept_idx = sparse.relax(patches[m], s, tau)
                 tokens, weights = aggr(patches[m], mask)
             else:
-                kept, extra, mask, kept_idx = sparse.select(
-                    patches[m], s, tau, self.gumbel_mode
-                )
+                kept, extra, mask, kept_idx = sparse.select(patches[m], s, tau, self.gumbel_mode)
                 tokens, weights = aggr(kept, mask.gather(1, kept_idx))
             out["tokens"].append(torch.cat([tokens, extra], dim=1))
             out["mask"].append(mask)

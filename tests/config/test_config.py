@@ -84,8 +84,16 @@ def test_exclusive_switch_from_command_line(caplog):
 def test_overrides_and_numeric_coercion():
     cfg = load_config(
         "configs/RGBNT201/DeMo.yml",
-        ["SOLVER.BASE_LR", "1", "MODEL.SDTPS_USE_GUMBEL", "True", "INPUT.SIZE_TRAIN", "(128, 64)",
-         "INPUT.SIZE_TEST", "[128, 64]"],
+        [
+            "SOLVER.BASE_LR",
+            "1",
+            "MODEL.SDTPS_USE_GUMBEL",
+            "True",
+            "INPUT.SIZE_TRAIN",
+            "(128, 64)",
+            "INPUT.SIZE_TEST",
+            "[128, 64]",
+        ],
     )
     assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
     assert cfg.MODEL.SDTPS_USE_GUMBEL is True and cfg.INPUT.SIZE_TRAIN == (128, 64)
@@ -186,14 +194,32 @@ SMOKE = "configs/_smoke/DeMo.yml"
     "config, opts, key, fix",
     [
         # tiny_clip: patch 8 at stride 8, the non-overlapping patch embedding tiles the image
-        (SMOKE, ["INPUT.SIZE_TRAIN", "[63, 31]", "INPUT.SIZE_TEST", "[63, 31]"],
-         "INPUT.SIZE_TRAIN", "(64, 32)"),
-        (SMOKE, ["INPUT.SIZE_TRAIN", "[64, 4]", "INPUT.SIZE_TEST", "[64, 4]"],
-         "INPUT.SIZE_TRAIN", "(64, 8)"),
+        (
+            SMOKE,
+            ["INPUT.SIZE_TRAIN", "[63, 31]", "INPUT.SIZE_TEST", "[63, 31]"],
+            "INPUT.SIZE_TRAIN",
+            "(64, 32)",
+        ),
+        (
+            SMOKE,
+            ["INPUT.SIZE_TRAIN", "[64, 4]", "INPUT.SIZE_TEST", "[64, 4]"],
+            "INPUT.SIZE_TRAIN",
+            "(64, 8)",
+        ),
         # ViT-B-16 at stride 12 (overlapping): only the patch size 16 is a minimum
-        ("configs/RGBNT201/DeMo.yml", ["MODEL.STRIDE_SIZE", "[12, 12]", "INPUT.SIZE_TRAIN",
-                                       "[256, 15]", "INPUT.SIZE_TEST", "[256, 15]"],
-         "INPUT.SIZE_TRAIN", "(256, 16)"),
+        (
+            "configs/RGBNT201/DeMo.yml",
+            [
+                "MODEL.STRIDE_SIZE",
+                "[12, 12]",
+                "INPUT.SIZE_TRAIN",
+                "[256, 15]",
+                "INPUT.SIZE_TEST",
+                "[256, 15]",
+            ],
+            "INPUT.SIZE_TRAIN",
+            "(256, 16)",
+        ),
         # the position embedding is built for SIZE_TRAIN's patch grid
         (SMOKE, ["INPUT.SIZE_TEST", "[72, 32]"], "INPUT.SIZE_TEST", "(64, 32)"),
     ],
@@ -212,8 +238,18 @@ def test_image_size_the_backbone_cannot_take(config, opts, key, fix):
         ("configs/RGBNT201/DeMo.yml", [], (16, 8)),
         ("configs/RGBNT100/DeMo.yml", [], (8, 16)),
         (SMOKE, [], (8, 4)),
-        (SMOKE, ["MODEL.STRIDE_SIZE", "[6, 6]", "INPUT.SIZE_TRAIN", "[63, 31]", "INPUT.SIZE_TEST",
-                 "[63, 31]"], (10, 4)),  # overlapping patches: the remainder is left out
+        (
+            SMOKE,
+            [
+                "MODEL.STRIDE_SIZE",
+                "[6, 6]",
+                "INPUT.SIZE_TRAIN",
+                "[63, 31]",
+                "INPUT.SIZE_TEST",
+                "[63, 31]",
+            ],
+            (10, 4),
+        ),  # overlapping patches: the remainder is left out
     ],
 )
 def test_image_sizes_the_backbone_takes(config, opts, grid):

@@ -9,9 +9,15 @@ from data import DatasetError, build_dataset
 from data.datasets import find_problems, read_images
 
 
-@pytest.mark.parametrize("name, cams, protocol, n_query", [
-    ("RGBNT201", 4, "market", 15), ("RGBNT100", 8, "market", None), ("MSVR310", 8, "scene", None),
-    ("WMVEID863", 8, "scene", None)])
+@pytest.mark.parametrize(
+    "name, cams, protocol, n_query",
+    [
+        ("RGBNT201", 4, "market", 15),
+        ("RGBNT100", 8, "market", None),
+        ("MSVR310", 8, "scene", None),
+        ("WMVEID863", 8, "scene", None),
+    ],
+)
 def test_splits(smoke_cfg, name, cams, protocol, n_query):
     s = build_dataset(smoke_cfg("DATASETS.NAMES", name))
     assert (s.name, s.num_cameras, s.protocol) == (name, cams, protocol)
@@ -27,8 +33,9 @@ def test_splits(smoke_cfg, name, cams, protocol, n_query):
     # every query keeps a valid match under its protocol
     field = "sceneid" if protocol == "scene" else "camid"
     for q in s.query:
-        assert any(g.pid == q.pid and getattr(g, field) != getattr(q, field)
-                   for g in s.gallery), q.key
+        assert any(g.pid == q.pid and getattr(g, field) != getattr(q, field) for g in s.gallery), (
+            q.key
+        )
 
 
 def test_test_ids_raw_and_strip(smoke_cfg):

@@ -13,8 +13,13 @@ MODS = ("RGB", "NI", "TI")
 
 
 def _record(path, strip=False):
-    return Record({m: str(path) for m in MODS}, 1, 0, key=str(path),
-                  strip_index={m: i for i, m in enumerate(MODS)} if strip else {})
+    return Record(
+        {m: str(path) for m in MODS},
+        1,
+        0,
+        key=str(path),
+        strip_index={m: i for i, m in enumerate(MODS)} if strip else {},
+    )
 
 
 def _pixels(path):
@@ -71,8 +76,9 @@ def test_float_read_in_0_1_and_refused_outside(tmp_path):
 def test_alpha_composited_over_black(tmp_path):
     rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 0], [200, 100, 50, 128]]], np.uint8)
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
-    np.testing.assert_array_equal(_pixels(tmp_path / "rgba.png")[0],
-                                  [[200, 100, 50], [0, 0, 0], [100, 50, 25]])
+    np.testing.assert_array_equal(
+        _pixels(tmp_path / "rgba.png")[0], [[200, 100, 50], [0, 0, 0], [100, 50, 25]]
+    )
     la = np.array([[[200, 255], [200, 0], [200, 128]]], np.uint8)
     Image.fromarray(la, "LA").save(tmp_path / "la.png")
     np.testing.assert_array_equal(_pixels(tmp_path / "la.png")[0, :, 0], [200, 0, 100])
@@ -83,18 +89,21 @@ def test_palette_with_and_without_transparency(tmp_path):
     pal.putpalette([10, 20, 30, 200, 150, 100, 0, 255, 0] + [0] * (256 * 3 - 9))
     pal.putdata([0, 1, 2])
     pal.save(tmp_path / "pal.png")
-    np.testing.assert_array_equal(_pixels(tmp_path / "pal.png")[0],
-                                  [[10, 20, 30], [200, 150, 100], [0, 255, 0]])
+    np.testing.assert_array_equal(
+        _pixels(tmp_path / "pal.png")[0], [[10, 20, 30], [200, 150, 100], [0, 255, 0]]
+    )
     pal.save(tmp_path / "pal_t.png", transparency=1)  # palette entry 1 fully transparent
-    np.testing.assert_array_equal(_pixels(tmp_path / "pal_t.png")[0],
-                                  [[10, 20, 30], [0, 0, 0], [0, 255, 0]])
+    np.testing.assert_array_equal(
+        _pixels(tmp_path / "pal_t.png")[0], [[10, 20, 30], [0, 0, 0], [0, 255, 0]]
+    )
 
 
 def test_cmyk_and_1_bit(tmp_path):
     cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]]], np.uint8)
     Image.fromarray(cmyk, "CMYK").save(tmp_path / "cmyk.tif")
-    np.testing.assert_array_equal(_pixels(tmp_path / "cmyk.tif")[0],
-                                  [[255, 255, 255], [0, 255, 255], [0, 0, 0]])
+    np.testing.assert_array_equal(
+        _pixels(tmp_path / "cmyk.tif")[0], [[255, 255, 255], [0, 255, 255], [0, 0, 0]]
+    )
     Image.fromarray(np.array([[0, 1, 1, 0]], bool)).save(tmp_path / "bits.png")
     with Image.open(tmp_path / "bits.png") as im:
         assert im.mode == "1"
@@ -120,8 +129,8 @@ def test_16_bit_through_the_loader_path(tmp_path):
 def _strip(path, w, h):
     x = np.zeros((h, w, 3), np.uint8)
     x[:, : w // 3] = 10
-    x[:, w // 3: 2 * (w // 3)] = 20
-    x[:, 2 * (w // 3):] = 30
+    x[:, w // 3 : 2 * (w // 3)] = 20
+    x[:, 2 * (w // 3) :] = 30
     Image.fromarray(x).save(path)
 
 

@@ -30,8 +30,16 @@ def test_batch_layout(train_setup):
     cfg, s = train_setup()
     loader = build_train_loader(cfg, s.train)
     batch = next(iter(loader))
-    assert set(batch) == {"images", "pids", "camids", "sceneids", "index", "paths", "draws",
-                          "noise_seed"}
+    assert set(batch) == {
+        "images",
+        "pids",
+        "camids",
+        "sceneids",
+        "index",
+        "paths",
+        "draws",
+        "noise_seed",
+    }
     assert batch["draws"].shape == (16, 3, 8) and isinstance(batch["noise_seed"], int)
     assert list(batch["images"]) == ["RGB", "NI", "TI"]
     for x in batch["images"].values():
@@ -118,8 +126,10 @@ def test_pk_with_replacement_and_length():
 def test_ranks_disjoint_shares_of_one_draw(identity):
     pids = np.repeat(np.arange(10), 6).tolist()
     full = EpochBatchSampler(pids, 16, 4, seed=5, identity=identity, rank=0, world_size=1)
-    ranks = [EpochBatchSampler(pids, 16, 4, seed=5, identity=identity, rank=r, world_size=2)
-             for r in range(2)]
+    ranks = [
+        EpochBatchSampler(pids, 16, 4, seed=5, identity=identity, rank=r, world_size=2)
+        for r in range(2)
+    ]
     for s in [full, *ranks]:
         s.set_epoch(7)
     assert len(ranks[0]) == len(ranks[1]) == len(full)
@@ -136,8 +146,9 @@ def test_duplicate_draw_gets_two_augmentations(train_setup):
     idx = batch["index"].tolist()
     dup = [(i, j) for i in range(len(idx)) for j in range(i + 1, len(idx)) if idx[i] == idx[j]]
     assert dup, "K = 4 from 2 images per id samples with replacement"
-    assert any(not torch.equal(batch["images"]["RGB"][i], batch["images"]["RGB"][j])
-               for i, j in dup)
+    assert any(
+        not torch.equal(batch["images"]["RGB"][i], batch["images"]["RGB"][j]) for i, j in dup
+    )
 
 
 def test_paired_augmentation(train_setup):
@@ -179,8 +190,15 @@ def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
         f.truncate(100)
     with pytest.raises(DatasetError, match=bad):
         list(build_test_loader(cfg, s.query))
-    cfg = smoke_cfg("DATASETS.NAMES", "RGBNT100", "TEST.IMS_PER_BATCH", 4,
-                    "DATASETS.SKIP_BAD", True, root=str(root))
+    cfg = smoke_cfg(
+        "DATASETS.NAMES",
+        "RGBNT100",
+        "TEST.IMS_PER_BATCH",
+        4,
+        "DATASETS.SKIP_BAD",
+        True,
+        root=str(root),
+    )
     got = [i for b in build_test_loader(cfg, s.query) for i in b["index"].tolist()]
     assert got == [i for i in range(len(s.query)) if i != 1]
 
@@ -189,8 +207,9 @@ def test_ring_slots_and_persistent_workers(smoke_cfg):
     """Batches are written into P x W + LAG ring slots; a second pass is served by the same
     worker processes and gives the same batches; close() ends them and a new pass starts new
     ones."""
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
-                    "DATALOADER.PREFETCH_FACTOR", 2)
+    cfg = smoke_cfg(
+        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2
+    )
     s = build_dataset(cfg)
     records = s.gallery * 4
     loader = build_test_loader(cfg, records)
@@ -222,10 +241,14 @@ def test_ring_without_shared_memory_names_the_settings(smoke_cfg, monkeypatch):
         raise RuntimeError("unable to allocate shared memory(shm): No space left on device (28)")
 
     monkeypatch.setattr(torch.Tensor, "share_memory_", full)
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
-                    "DATALOADER.PREFETCH_FACTOR", 2)
-    with pytest.raises(RuntimeError, match=r"6 slots = DATALOADER.PREFETCH_FACTOR x "
-                       r"DATALOADER.NUM_WORKERS \+ 2, of 4 triplets at 64x32.*/dev/shm"):
+    cfg = smoke_cfg(
+        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2
+    )
+    with pytest.raises(
+        RuntimeError,
+        match=r"6 slots = DATALOADER.PREFETCH_FACTOR x "
+        r"DATALOADER.NUM_WORKERS \+ 2, of 4 triplets at 64x32.*/dev/shm",
+    ):
         build_test_loader(cfg, build_dataset(cfg).gallery)
 
 
@@ -235,8 +258,9 @@ def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
     finished on the CPU while every copy waits behind 20 ms of work on its stream and the compute
     stream is busy too. The workers refill a slot as soon as the loader may hand it out again, so
     a copy not waited for before that would read the next batch's pixels."""
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2,
-                    "DATALOADER.PREFETCH_FACTOR", 2)
+    cfg = smoke_cfg(
+        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2
+    )
     records = build_dataset(cfg).gallery * 4
     want = list(build_test_loader(cfg, records))
     loader = build_test_loader(cfg, records, device=torch.device("cuda"))
@@ -254,8 +278,7 @@ def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
         got = []
         for batch in loader:
             torch.cuda._sleep(20_000_000)  # the compute stream is busy as well
-            got.append((batch["index"].clone(),
-                        {m: t.clone() for m, t in batch["images"].items()}))
+            got.append((batch["index"].clone(), {m: t.clone() for m, t in batch["images"].items()}))
         assert len(got) == len(want) > len(loader.ring)
         for a, (index, images) in zip(want, got):
             assert torch.equal(a["index"], index.cpu())
@@ -296,8 +319,7 @@ def test_modality_dropout_never_drops_everything_and_repeats(train_setup):
         assert lost.any(1).all() and not lost.all(1).any()  # p = 1: every sample loses 1 or 2
         seen.update(tuple(row.tolist()) for row in lost)
     assert len(seen) >= 4  # singles and pairs both occur
-    only_ti, _ = train_setup("INPUT.MODALITY_DROPOUT", 1.0, "INPUT.MODALITY_DROPOUT_SETS",
-                             ("TI",))
+    only_ti, _ = train_setup("INPUT.MODALITY_DROPOUT", 1.0, "INPUT.MODALITY_DROPOUT_SETS", ("TI",))
     batch = _batches(build_train_loader(only_ti, s.train), 1)[0]
     assert _dropped(batch).tolist() == [[False, False, True]] * len(batch["pids"])
 
@@ -307,6 +329,8 @@ def test_modality_dropout_is_off_at_test_time(smoke_cfg):
     s = build_dataset(cfg)
     batch = next(iter(build_test_loader(cfg, s.gallery)))
     assert not _dropped(batch).any()
+
+
 def test_num_instance_above_smallest_identity_warns(train_setup, caplog):
     # The tiny set has 8 train ids of 4 to 6 triplets: K = 8 repeats images of every id.
     cfg, s = train_setup("DATALOADER.NUM_INSTANCE", 8)
@@ -325,6 +349,7 @@ def test_num_instance_above_smallest_identity_warns(train_setup, caplog):
     assert not [r for r in caplog.records if "NUM_INSTANCE" in r.getMessage()]
     caplog.clear()
     with caplog.at_level("WARNING", logger="data.build"):  # the softmax sampler has no K
-        build_train_loader(train_setup("DATALOADER.NUM_INSTANCE", 8, "DATALOADER.SAMPLER",
-                                       "softmax")[0], s.train).close()
+        build_train_loader(
+            train_setup("DATALOADER.NUM_INSTANCE", 8, "DATALOADER.SAMPLER", "softmax")[0], s.train
+        ).close()
     assert not [r for r in caplog.records if "NUM_INSTANCE" in r.getMessage()]

@@ -84,17 +84,28 @@ def test_default_images_unchanged():
 
 def _band_means(imgs):
     """Mean of each modality's three body bands (rows 10-30 %, 37-57 %, 64-84 %, middle columns)."""
-    return np.concatenate([
-        img[int(img.shape[0] * (0.1 + 0.27 * k)):int(img.shape[0] * (0.3 + 0.27 * k)), 10:22]
-        .reshape(-1, 3).mean(0) for img in imgs for k in range(3)])
+    return np.concatenate(
+        [
+            img[int(img.shape[0] * (0.1 + 0.27 * k)) : int(img.shape[0] * (0.3 + 0.27 * k)), 10:22]
+            .reshape(-1, 3)
+            .mean(0)
+            for img in imgs
+            for k in range(3)
+        ]
+    )
 
 
 def test_hardness_blurs_codes():
     """Band offsets grow with hardness until images of one code stray towards other codes."""
+
     def spread(hardness):
         rng = np.random.default_rng(0)
-        x = np.array([_band_means(render_triplet((1, 2, 3), 1, (64, 32), False, rng,
-                                                 hardness=hardness)) for _ in range(40)])
+        x = np.array(
+            [
+                _band_means(render_triplet((1, 2, 3), 1, (64, 32), False, rng, hardness=hardness))
+                for _ in range(40)
+            ]
+        )
         return x.std(0).mean()
 
     assert spread(0.5) > 2 * spread(0.0) and spread(1.0) > 1.5 * spread(0.5)

@@ -39,12 +39,15 @@ def _reference(img, flip, top, left, pad):
         a = a[:, :, ::-1]
     h, w = a.shape[1:]
     a = np.pad(a, ((0, 0), (pad, pad), (pad, pad)))
-    return torch.from_numpy(a[:, top + pad: top + pad + h, left + pad: left + pad + w].copy())
+    return torch.from_numpy(a[:, top + pad : top + pad + h, left + pad : left + pad + w].copy())
 
 
 def _batch(images, draws, seed=0):
-    return {"images": {"RGB": images, "NI": images.flip(0), "TI": images},
-            "draws": draws, "noise_seed": seed}
+    return {
+        "images": {"RGB": images, "NI": images.flip(0), "TI": images},
+        "draws": draws,
+        "noise_seed": seed,
+    }
 
 
 def test_flip_crop_normalise_match_reference(cfg):
@@ -59,8 +62,12 @@ def test_flip_crop_normalise_match_reference(cfg):
     for i, (f, t, lft) in enumerate(cases):
         want = _normalise(cfg, _reference(imgs[i], f, t, lft, pad))
         torch.testing.assert_close(out["RGB"][i], want, rtol=0, atol=1e-5)
-        torch.testing.assert_close(out["NI"][i], _normalise(
-            cfg, _reference(imgs.flip(0)[i], f, t, lft, pad)), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            out["NI"][i],
+            _normalise(cfg, _reference(imgs.flip(0)[i], f, t, lft, pad)),
+            rtol=0,
+            atol=1e-5,
+        )
 
 
 def test_erased_box_is_noise_and_only_the_box(cfg):
@@ -104,7 +111,8 @@ def test_erased_box_follows_timm(seed):
         top, left = changed.min(0).values.tolist()
         bottom, right = changed.max(0).values.tolist()
         assert (top, left, bottom - top + 1, right - left + 1) == tuple(
-            draw[c] for c in (ERASE_TOP, ERASE_LEFT, ERASE_H, ERASE_W))
+            draw[c] for c in (ERASE_TOP, ERASE_LEFT, ERASE_H, ERASE_W)
+        )
 
 
 def test_draw_ranges():
@@ -148,9 +156,11 @@ def test_read_pixels_is_the_pil_path(smoke_cfg, monkeypatch):
     with monkeypatch.context() as mp:  # no second decode by PIL
         mp.setattr(transforms, "read_images", None)
         got = transforms.read_pixels(rec, bigger)
-    assert all(torch.equal(got[m], transforms.to_uint8(im, bigger))
-               for m, im in read_images(rec).items())
+    assert all(
+        torch.equal(got[m], transforms.to_uint8(im, bigger)) for m, im in read_images(rec).items()
+    )
     strip = build_dataset(smoke_cfg("DATASETS.NAMES", "RGBNT100")).train[0]
     got = transforms.read_pixels(strip, size)
-    assert all(torch.equal(got[m], transforms.to_uint8(im, size))
-               for m, im in read_images(strip).items())
+    assert all(
+        torch.equal(got[m], transforms.to_uint8(im, size)) for m, im in read_images(strip).items()
+    )

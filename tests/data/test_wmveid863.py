@@ -41,7 +41,8 @@ def test_registered_layout_counts(smoke_cfg, synthetic_root):
     assert len(raw_train) == 8 and raw_train != list(range(8))  # relabelled, not the folder names
     for split, recs in (("query", s.query), ("test", s.gallery)):
         assert sorted({r.pid for r in recs}) == sorted(
-            int(d) for d in os.listdir(os.path.join(base, split)))  # raw ids
+            int(d) for d in os.listdir(os.path.join(base, split))
+        )  # raw ids
     # camera and scene are the digits of each name; test is the gallery, query its own folder
     for split, recs in (("train", s.train), ("query", s.query), ("test", s.gallery)):
         for r in recs:
@@ -55,36 +56,49 @@ def test_registered_layout_counts(smoke_cfg, synthetic_root):
         assert any(g.pid == q.pid and g.sceneid != q.sceneid for g in s.gallery), q.key
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("0001_s001_v1_000.jpg", (7, 1, 1)),
-    ("0863_s120_v0_041.jpg", (7, 0, 120)),
-    ("0012_v7_003.jpg", (7, 7, -1)),
-    ("0012_n1_v3_003.jpg", (7, 3, -1)),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("0001_s001_v1_000.jpg", (7, 1, 1)),
+        ("0863_s120_v0_041.jpg", (7, 0, 120)),
+        ("0012_v7_003.jpg", (7, 7, -1)),
+        ("0012_n1_v3_003.jpg", (7, 3, -1)),
+    ],
+)
 def test_parse_nested(name, expected):
     assert parse_nested(name, 7) == expected
 
 
-@pytest.mark.parametrize("name, match", [
-    ("0001_s001_000.jpg", "one view field"), ("0001_s001_v12_000.jpg", "one view field"),
-    ("0001_v1_v2_000.jpg", "one view field"), ("0001_s001_v8_000.jpg", "camera 8 outside 0..7"),
-    ("0001_s001_s002_v1_000.jpg", "more than one scene"),
-])
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("0001_s001_000.jpg", "one view field"),
+        ("0001_s001_v12_000.jpg", "one view field"),
+        ("0001_v1_v2_000.jpg", "one view field"),
+        ("0001_s001_v8_000.jpg", "camera 8 outside 0..7"),
+        ("0001_s001_s002_v1_000.jpg", "more than one scene"),
+    ],
+)
 def test_parse_nested_bad(name, match):
     with pytest.raises(ValueError, match=match):
         parse_nested(name, 1)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("000123_cam3_0_05.jpg", (123, 2, -1)), ("7_cam1_x.jpg", (7, 0, -1)),
-    ("000123_cam8_0_05.jpg", (123, 7, -1)),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("000123_cam3_0_05.jpg", (123, 2, -1)),
+        ("7_cam1_x.jpg", (7, 0, -1)),
+        ("000123_cam8_0_05.jpg", (123, 7, -1)),
+    ],
+)
 def test_parse_flat(name, expected):
     assert parse_flat(name) == expected
 
 
-@pytest.mark.parametrize("name", ["000123_cam0_0.jpg", "000123_cam9_0.jpg", "cam3_000123.jpg",
-                                  "000123_c3_0.jpg"])
+@pytest.mark.parametrize(
+    "name", ["000123_cam0_0.jpg", "000123_cam9_0.jpg", "cam3_000123.jpg", "000123_c3_0.jpg"]
+)
 def test_parse_flat_bad(name):
     with pytest.raises(ValueError, match="cam"):
         parse_flat(name)
@@ -96,8 +110,13 @@ def _write(path, value=100):
 
 
 FLAT = {  # split folder -> names written in each of vis, ni, th
-    "train": ["000010_cam1_0_00.jpg", "000010_cam2_0_01.jpg", "000011_cam8_0_00.jpg",
-              "000011_cam3_1_02.jpg", "000011_cam3_1_03.jpg"],
+    "train": [
+        "000010_cam1_0_00.jpg",
+        "000010_cam2_0_01.jpg",
+        "000011_cam8_0_00.jpg",
+        "000011_cam3_1_02.jpg",
+        "000011_cam3_1_03.jpg",
+    ],
     "query": ["000020_cam1_0_00.jpg", "000021_cam4_0_00.jpg"],
     "test": ["000020_cam2_0_01.jpg", "000020_cam1_0_02.jpg", "000021_cam5_0_01.jpg"],
 }
@@ -121,7 +140,8 @@ def test_flat_msvwild863_layout(smoke_cfg, tmp_path):
     assert all(r.sceneid == -1 for r in s.train + s.query + s.gallery)
     r = s.query[0]
     assert [p.split(os.sep)[-3:] for p in r.files.values()] == [
-        ["query", m, "000020_cam1_0_00.jpg"] for m in ("vis", "ni", "th")]
+        ["query", m, "000020_cam1_0_00.jpg"] for m in ("vis", "ni", "th")
+    ]
 
 
 def test_protocol_follows_the_names(synthetic_root, tmp_path):
@@ -140,26 +160,34 @@ def test_protocol_follows_the_names(synthetic_root, tmp_path):
         os.rename(p, p.replace("_v", "_s007_v", 1))
     splits, problems = scan_dataset(str(root), "WMVEID863", MODS)
     named = victim.replace("_v", "_s007_v", 1)
-    assert problems == [f"file name carries a scene (s<digits>) while {len(recs) - 1} other names "
-                        "do not; the "
-                        f"evaluation protocol needs scenes in all names or in none: {named}"]
+    assert problems == [
+        f"file name carries a scene (s<digits>) while {len(recs) - 1} other names "
+        "do not; the "
+        f"evaluation protocol needs scenes in all names or in none: {named}"
+    ]
 
 
 def test_folder_choice_and_missing_folders(smoke_cfg, synthetic_root, tmp_path):
-    with pytest.raises(DatasetError, match=r"missing folder .*WMVEID863 \(or .*MSVWild863\); "
-                       r"expected layout: WMVEID863/\{train,query,test\}/<id>/\{vis,ni,th\}/.* or "
-                       r"MSVWild863/\{train,query,test\}/\{vis,ni,th\}/<pid>_cam<k>_<n>\.jpg"):
+    with pytest.raises(
+        DatasetError,
+        match=r"missing folder .*WMVEID863 \(or .*MSVWild863\); "
+        r"expected layout: WMVEID863/\{train,query,test\}/<id>/\{vis,ni,th\}/.* or "
+        r"MSVWild863/\{train,query,test\}/\{vis,ni,th\}/<pid>_cam<k>_<n>\.jpg",
+    ):
         build_dataset(smoke_cfg("DATASETS.NAMES", "WMVEID863", root=str(tmp_path / "empty")))
     root = _copy(synthetic_root, tmp_path)
     os.makedirs(root / "MSVWild863")
     _, problems = scan_dataset(str(root), "WMVEID863", MODS)
     assert len(problems) == 1 and problems[0].startswith(
-        f"both {root / 'WMVEID863'} and {root / 'MSVWild863'} exist")
+        f"both {root / 'WMVEID863'} and {root / 'MSVWild863'} exist"
+    )
     os.rmdir(root / "MSVWild863")
     shutil.rmtree(root / "WMVEID863" / "query")
     _, problems = scan_dataset(str(root), "WMVEID863", MODS)
-    assert problems == [f"missing folder {root / 'WMVEID863' / 'query'}; expected layout: "
-                        "WMVEID863/{train,query,test}/<id>/{vis,ni,th}/<...>_v<K>_<...>.jpg"]
+    assert problems == [
+        f"missing folder {root / 'WMVEID863' / 'query'}; expected layout: "
+        "WMVEID863/{train,query,test}/<id>/{vis,ni,th}/<...>_v<K>_<...>.jpg"
+    ]
 
 
 def test_flat_files_under_the_nested_name_get_a_hint(tmp_path):
@@ -168,8 +196,10 @@ def test_flat_files_under_the_nested_name_get_a_hint(tmp_path):
     _, problems = scan_dataset(str(flat), "WMVEID863", MODS)
     assert all("name the dataset folder MSVWild863/ instead" in p for p in problems)
     assert [p.split(": ")[1].split(" (")[0] for p in problems] == [
-        str(flat / "WMVEID863" / split / m) for split in ("train", "query", "test")
-        for m in ("ni", "th", "vis")]
+        str(flat / "WMVEID863" / split / m)
+        for split in ("train", "query", "test")
+        for m in ("ni", "th", "vis")
+    ]
 
 
 def test_broken_copy_is_named_file_by_file(smoke_cfg, synthetic_root, tmp_path):
@@ -195,8 +225,9 @@ def test_broken_copy_is_named_file_by_file(smoke_cfg, synthetic_root, tmp_path):
     ]
     for line in expected:
         assert any(p.startswith(line) for p in problems), line
-    assert any(p.startswith(f"unreadable or truncated image {id_dir / 'vis' / names[2]}")
-               for p in problems)
+    assert any(
+        p.startswith(f"unreadable or truncated image {id_dir / 'vis' / names[2]}") for p in problems
+    )
     # Training refuses the folder and names the files (decoding is left to the loaders and to
     # tools/check_dataset.py).
     with pytest.raises(DatasetError, match="5 problem") as err:
@@ -214,6 +245,9 @@ def test_configs_and_name_validation():
         assert (cfg.MODEL.HEAD, cfg.MODEL.DIRECT) == (8, 0)
         assert cfg.MODEL.USE_SDTPS == (f == "DeMo_SDTPS.yml")
     # The choices come from the dataset registry.
-    with pytest.raises(ConfigError, match=r"DATASETS.NAMES 'WMVEID' is not one of \('MSVR310', "
-                       r"'RGBNT100', 'RGBNT201', 'WMVEID863'\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"DATASETS.NAMES 'WMVEID' is not one of \('MSVR310', "
+        r"'RGBNT100', 'RGBNT201', 'WMVEID863'\)",
+    ):
         load_config("configs/_smoke/DeMo.yml", ["DATASETS.NAMES", "WMVEID"])

@@ -8,9 +8,22 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Small and fast: 4 ids x 2 images a batch, 2 epochs, logs every iteration.
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2",
-        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16", "SOLVER.CHECKPOINT_PERIOD", "1",
-        "SOLVER.WARMUP_ITERS", "1"]
+FAST = [
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "DATALOADER.NUM_INSTANCE",
+    "2",
+    "SOLVER.MAX_EPOCHS",
+    "2",
+    "SOLVER.LOG_PERIOD",
+    "1",
+    "TEST.IMS_PER_BATCH",
+    "16",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+]
 
 
 class Cli:
@@ -23,9 +36,19 @@ class Cli:
         launcher = [sys.executable]
         if nproc > 1:
             launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-        cmd = [*launcher, os.path.join(REPO, name), "--config_file",
-               os.path.join(REPO, "configs", "_smoke", config), *extra,
-               "DATASETS.ROOT_DIR", self.root, "OUTPUT_DIR", str(out), *FAST, *opts]
+        cmd = [
+            *launcher,
+            os.path.join(REPO, name),
+            "--config_file",
+            os.path.join(REPO, "configs", "_smoke", config),
+            *extra,
+            "DATASETS.ROOT_DIR",
+            self.root,
+            "OUTPUT_DIR",
+            str(out),
+            *FAST,
+            *opts,
+        ]
         # One thread per process when several share the 2 cores.
         env = dict(os.environ, OMP_NUM_THREADS=str(max(1, 2 // nproc)))
         return cmd, env

@@ -44,8 +44,13 @@ def _worker(rank, port, dtype, errors):
                 scale = torch.stack(g).abs().max().item()
                 tol = (0, 2**-7 * scale) if dtype == "bfloat16" else (1e-6, 1e-7)
                 where = f"step {step}, {name}"
-                torch.testing.assert_close(p.grad, (g[0] + g[1]) / 2, rtol=tol[0], atol=tol[1],
-                                           msg=lambda m, where=where: f"{where}: {m}")
+                torch.testing.assert_close(
+                    p.grad,
+                    (g[0] + g[1]) / 2,
+                    rtol=tol[0],
+                    atol=tol[1],
+                    msg=lambda m, where=where: f"{where}: {m}",
+                )
             opt.step()
     except Exception as e:  # reported by the parent: a child's traceback alone hides the cause
         errors.put(f"rank {rank}: {e!r}")
@@ -111,9 +116,25 @@ def _buffers_worker(rank, port, out, errors):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        cfg = load_config(None, ["OUTPUT_DIR", out, "MODEL.DEVICE", "cpu", "SOLVER.MAX_EPOCHS", 2,
-                                 "SOLVER.WARMUP_ITERS", 1, "SOLVER.EVAL_PERIOD", 1,
-                                 "SOLVER.IMS_PER_BATCH", 8, "DATALOADER.NUM_INSTANCE", 4])
+        cfg = load_config(
+            None,
+            [
+                "OUTPUT_DIR",
+                out,
+                "MODEL.DEVICE",
+                "cpu",
+                "SOLVER.MAX_EPOCHS",
+                2,
+                "SOLVER.WARMUP_ITERS",
+                1,
+                "SOLVER.EVAL_PERIOD",
+                1,
+                "SOLVER.IMS_PER_BATCH",
+                8,
+                "DATALOADER.NUM_INSTANCE",
+                4,
+            ],
+        )
         seen = []
 
         def evaluator(model, split, writer, step, epoch):

@@ -26,8 +26,10 @@ def test_one_and_two_process_evaluation_agree(cli, full_run, tmp_path):
     assert one.returncode == 0, one.stderr[-3000:]
     two = cli("test_net.py", tmp_path / "two", *weight, nproc=2)
     assert two.returncode == 0, two.stderr[-3000:]
-    _agree(_results(tmp_path / "one", "test_metrics.json"),
-           _results(tmp_path / "two", "test_metrics.json"))
+    _agree(
+        _results(tmp_path / "one", "test_metrics.json"),
+        _results(tmp_path / "two", "test_metrics.json"),
+    )
     # Rank 0 alone writes: one metrics line, one table in the log.
     assert len(open(tmp_path / "two" / "test_metrics.json").readlines()) == 1
     assert open(tmp_path / "two" / "test_log.txt").read().count("| 3 (ori+fused) |") == 1
@@ -35,8 +37,17 @@ def test_one_and_two_process_evaluation_agree(cli, full_run, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_training_completes_and_resumes(cli, tmp_path):
-    first = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1", "SOLVER.DDP_BUCKET_MB", "0.5",
-                "SOLVER.DDP_GRAD_DTYPE", "bfloat16", nproc=2)
+    first = cli(
+        "train_net.py",
+        tmp_path,
+        "SOLVER.MAX_EPOCHS",
+        "1",
+        "SOLVER.DDP_BUCKET_MB",
+        "0.5",
+        "SOLVER.DDP_GRAD_DTYPE",
+        "bfloat16",
+        nproc=2,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "0.5 MB gradient buckets, all-reduced in bfloat16" in open(tmp_path / "log.txt").read()
     assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1

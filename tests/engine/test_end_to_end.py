@@ -20,8 +20,15 @@ def evals(out, name="metrics.json"):
 
 @pytest.mark.slow
 def test_smoke_training_writes_the_run_folder(full_run):
-    for name in ("config.yaml", "log.txt", "metrics.json", "last_checkpoint", "model_final.pth",
-                 "model_0001.pth", "model_0002.pth"):
+    for name in (
+        "config.yaml",
+        "log.txt",
+        "metrics.json",
+        "last_checkpoint",
+        "model_final.pth",
+        "model_0001.pth",
+        "model_0002.pth",
+    ):
         assert (full_run / name).exists(), name
     dumped = yaml.safe_load(open(full_run / "config.yaml"))
     assert dumped["DERIVED"]["num_classes"] == 8 and dumped["DERIVED"]["num_patches"] == 32
@@ -46,8 +53,7 @@ def test_new_run_into_a_finished_run_is_refused(cli, full_run):
 
 @pytest.mark.slow
 def test_smoke_training_sdtps(cli, tmp_path):
-    res = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1",
-              config="DeMo_SDTPS.yml")
+    res = cli("train_net.py", tmp_path, "SOLVER.MAX_EPOCHS", "1", config="DeMo_SDTPS.yml")
     assert res.returncode == 0, res.stderr[-3000:]
     assert yaml.safe_load(open(tmp_path / "config.yaml"))["DERIVED"]["sdtps_kept_tokens"] > 0
     assert set(evals(tmp_path)[0]["results"]) == {"1", "2", "3"}
@@ -63,8 +69,9 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_p
     # The reference ran with 0 workers: batches must not depend on the number of workers either.
     opts = ("DATALOADER.NUM_WORKERS", str(workers))
     cmd, env = cli.command("train_net.py", tmp_path, *opts)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     log = tmp_path / "log.txt"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -93,8 +100,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(cli, full_ru
     shutil.copy(full_run / "model_0001.pth", tmp_path / "last.pth")
     (tmp_path / "last_checkpoint").write_text("last.pth")
     before = _weights(tmp_path / "last.pth")
-    res = cli("train_net.py", tmp_path, "MODEL.ID_LOSS_WEIGHT", "1e39",
-              extra=["--resume-changed"])
+    res = cli("train_net.py", tmp_path, "MODEL.ID_LOSS_WEIGHT", "1e39", extra=["--resume-changed"])
     assert res.returncode == 1, res.stderr[-3000:]
     out = res.stdout + res.stderr
     assert "non-finite loss: loss_id_" in out and "at epoch 2, iteration 1/" in out
@@ -149,8 +155,9 @@ def test_resume_that_changes_the_schedule_stops_before_writing(cli, full_run, tm
     shutil.copytree(full_run, run)
     (run / "model_final.pth").unlink()
     before = _mtimes(run)
-    res = cli("train_net.py", run, "SOLVER.MAX_EPOCHS", "3", "SOLVER.BASE_LR", "0.01",
-              extra=["--resume"])
+    res = cli(
+        "train_net.py", run, "SOLVER.MAX_EPOCHS", "3", "SOLVER.BASE_LR", "0.01", extra=["--resume"]
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "SOLVER.MAX_EPOCHS: 2 -> 3" in res.stderr and "SOLVER.BASE_LR: " in res.stderr
     assert "--resume-changed" in res.stderr
@@ -158,8 +165,9 @@ def test_resume_that_changes_the_schedule_stops_before_writing(cli, full_run, tm
     # Only the log gained lines (and the lock its holder); config.yaml and every checkpoint are
     # as they were.
     ignore = ("log.txt", "train.lock")
-    assert {k: v for k, v in after.items() if k not in ignore} == \
-        {k: v for k, v in before.items() if k not in ignore}
+    assert {k: v for k, v in after.items() if k not in ignore} == {
+        k: v for k, v in before.items() if k not in ignore
+    }
 
 
 def test_second_run_into_a_live_run_stops_with_its_pid(cli, tmp_path):
@@ -180,12 +188,15 @@ def test_second_run_into_a_live_run_stops_with_its_pid(cli, tmp_path):
 def test_a_killed_run_does_not_leave_its_lock_stuck(tmp_path):
     from engine.run_dir import RunLock
 
-    code = ("import sys, time; sys.path.insert(0, %r); from engine.run_dir import RunLock; "
-            "lock = RunLock(%r).acquire(); lock.stamp(); print('locked', flush=True); "
-            "time.sleep(60)")
+    code = (
+        "import sys, time; sys.path.insert(0, %r); from engine.run_dir import RunLock; "
+        "lock = RunLock(%r).acquire(); lock.stamp(); print('locked', flush=True); "
+        "time.sleep(60)"
+    )
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-c", code % (repo, str(tmp_path))],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code % (repo, str(tmp_path))], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "locked"
     with pytest.raises(Exception, match=f"pid {proc.pid} "):
         RunLock(str(tmp_path)).acquire()

@@ -59,8 +59,9 @@ def test_perfect_features_score_100_and_are_logged(smoke_cfg, tmp_path, name):
     writer.close()
     assert set(res) == {1, 2, 3}
     for m in res.values():
-        assert m == pytest.approx({"mAP": 100.0, "mINP": 100.0, "R1": 100.0, "R5": 100.0,
-                                   "R10": 100.0})
+        assert m == pytest.approx(
+            {"mAP": 100.0, "mINP": 100.0, "R1": 100.0, "R5": 100.0, "R10": 100.0}
+        )
     distinct = len(union_records(splits.query, splits.gallery)[0])
     assert sorted(model.seen) == list(range(distinct))  # one pass, every sample once
     assert model.energy["NI"] == 0.0 and model.energy["RGB"] > 0 and model.energy["TI"] > 0
@@ -92,9 +93,20 @@ def test_full_modality_setting_keeps_the_plain_tag(smoke_cfg):
 
 
 def test_single_pattern_and_reranking(smoke_cfg, tmp_path):
-    cfg = smoke_cfg("OUTPUT_DIR", str(tmp_path), "TEST.ALL_PATTERNS", False,
-                    "TEST.RETURN_PATTERN", 2, "TEST.RE_RANKING", True, "TEST.RE_RANKING_K1", 4,
-                    "TEST.RE_RANKING_K2", 2)
+    cfg = smoke_cfg(
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "TEST.ALL_PATTERNS",
+        False,
+        "TEST.RETURN_PATTERN",
+        2,
+        "TEST.RE_RANKING",
+        True,
+        "TEST.RE_RANKING_K1",
+        4,
+        "TEST.RE_RANKING_K2",
+        2,
+    )
     res = evaluate(cfg, PidModel(), build_dataset(cfg))
     assert list(res) == [2] and res[2]["mAP"] == pytest.approx(100.0)
 
@@ -129,8 +141,9 @@ def test_compiled_extraction_matches_eager(smoke_cfg):
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
-    compiled = extract_features(smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True),
-                                model, records)
+    compiled = extract_features(
+        smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True), model, records
+    )
     assert counters["stats"]["unique_graphs"] == 1
     assert set(compiled) == set(eager)
     for k in eager:
@@ -178,18 +191,23 @@ class PresenceModel(nn.Module):
 
     def forward(self, batch):
         hot = nn.functional.one_hot(batch["pids"] % 64, 64).float() * self.w
-        blocks = [hot * (x.flatten(1).abs().sum(1, keepdim=True) > 0)
-                  for x in batch["images"].values()]
+        blocks = [
+            hot * (x.flatten(1).abs().sum(1, keepdim=True) > 0) for x in batch["images"].values()
+        ]
         return {"ori": torch.cat(blocks, dim=1)}
 
 
-@pytest.mark.parametrize("query, gallery, matched", [
-    (("RGB", "NI"), ("NI",), True),
-    (("RGB",), ("NI", "TI"), False),
-])
+@pytest.mark.parametrize(
+    "query, gallery, matched",
+    [
+        (("RGB", "NI"), ("NI",), True),
+        (("RGB",), ("NI", "TI"), False),
+    ],
+)
 def test_query_and_gallery_each_use_their_own_modalities(smoke_cfg, query, gallery, matched):
-    cfg = smoke_cfg("TEST.QUERY_MODALITIES", query, "TEST.GALLERY_MODALITIES", gallery,
-                    "TEST.FEAT_NORM", False)
+    cfg = smoke_cfg(
+        "TEST.QUERY_MODALITIES", query, "TEST.GALLERY_MODALITIES", gallery, "TEST.FEAT_NORM", False
+    )
     res = evaluate(cfg, PresenceModel(), build_dataset(cfg))
     # Disjoint sets leave every distance equal (no signal): far below a perfect ranking.
     assert (res[1]["mAP"] == pytest.approx(100.0)) is matched

@@ -26,8 +26,16 @@ class PidModel(nn.Module):
 
 
 def test_unmatched_queries_are_counted_and_named(smoke_cfg, tmp_path, caplog):
-    cfg = smoke_cfg("DATASETS.NAMES", "RGBNT100", "OUTPUT_DIR", str(tmp_path),
-                    "TEST.ALL_PATTERNS", False, "TEST.RETURN_PATTERN", 1)
+    cfg = smoke_cfg(
+        "DATASETS.NAMES",
+        "RGBNT100",
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "TEST.ALL_PATTERNS",
+        False,
+        "TEST.RETURN_PATTERN",
+        1,
+    )
     splits = build_dataset(cfg)
     gone = splits.query[0].pid  # its id leaves the gallery: its queries cannot match
     lost = [q for q in splits.query if q.pid == gone]
@@ -35,8 +43,9 @@ def test_unmatched_queries_are_counted_and_named(smoke_cfg, tmp_path, caplog):
     n_q = len(splits.query)
     with caplog.at_level(logging.INFO, logger="engine.evaluator"):
         res = evaluate(cfg, PidModel(), splits)
-    assert res[1] == pytest.approx({"mAP": 100.0, "mINP": 100.0, "R1": 100.0, "R5": 100.0,
-                                    "R10": 100.0})
+    assert res[1] == pytest.approx(
+        {"mAP": 100.0, "mINP": 100.0, "R1": 100.0, "R5": 100.0, "R10": 100.0}
+    )
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert f"{n_q - len(lost)} of {n_q} queries ranked" in text
     (warn,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -45,8 +54,9 @@ def test_unmatched_queries_are_counted_and_named(smoke_cfg, tmp_path, caplog):
 
 
 def test_all_queries_matched_says_nothing_more(smoke_cfg, tmp_path, caplog):
-    cfg = smoke_cfg("OUTPUT_DIR", str(tmp_path), "TEST.ALL_PATTERNS", False,
-                    "TEST.RETURN_PATTERN", 1)
+    cfg = smoke_cfg(
+        "OUTPUT_DIR", str(tmp_path), "TEST.ALL_PATTERNS", False, "TEST.RETURN_PATTERN", 1
+    )
     splits = build_dataset(cfg)
     with caplog.at_level(logging.INFO, logger="engine.evaluator"):
         evaluate(cfg, PidModel(), splits)

@@ -13,8 +13,7 @@ def test_leftover_temporaries_go_once_the_lock_is_held(tmp_path):
     (tmp_path / "notes.tmp.txt").write_text("the user's")
     lock = take_run_folder(str(tmp_path), resume=True)
     lock.release()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "notes.tmp.txt",
-                                                          "train.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "notes.tmp.txt", "train.lock"]
 
 
 def test_temporaries_stay_while_another_run_holds_the_folder(tmp_path):
@@ -38,10 +37,31 @@ def test_a_new_run_over_an_old_one_is_refused(tmp_path):
 
 def test_resume_compares_schedule_and_model_keys_only():
     saved = load_config(None, ["OUTPUT_DIR", "a"])
-    now = load_config(None, ["OUTPUT_DIR", "b", "SOLVER.LOG_PERIOD", 1, "TEST.MISS", "r",
-                             "DATALOADER.NUM_WORKERS", 0, "SOLVER.MAX_EPOCHS", 60,
-                             "MODEL.SDTPS_SPARSE_RATIO", 0.6, "INPUT.SIZE_TRAIN", (128, 64),
-                             "INPUT.SIZE_TEST", (128, 64)])
+    now = load_config(
+        None,
+        [
+            "OUTPUT_DIR",
+            "b",
+            "SOLVER.LOG_PERIOD",
+            1,
+            "TEST.MISS",
+            "r",
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "SOLVER.MAX_EPOCHS",
+            60,
+            "MODEL.SDTPS_SPARSE_RATIO",
+            0.6,
+            "INPUT.SIZE_TRAIN",
+            (128, 64),
+            "INPUT.SIZE_TEST",
+            (128, 64),
+        ],
+    )
     got = [k for k, _, _ in config_changes(saved.dump(), now)]
-    assert got == ["INPUT.SIZE_TEST", "INPUT.SIZE_TRAIN", "MODEL.SDTPS_SPARSE_RATIO",
-                   "SOLVER.MAX_EPOCHS"]
+    assert got == [
+        "INPUT.SIZE_TEST",
+        "INPUT.SIZE_TRAIN",
+        "MODEL.SDTPS_SPARSE_RATIO",
+        "SOLVER.MAX_EPOCHS",
+    ]

@@ -70,12 +70,34 @@ class FakeModel(nn.Module):
 
 
 def _cfg(out, *opts):
-    return load_config(None, ["OUTPUT_DIR", str(out), "MODEL.DEVICE", "cpu",
-                              "SOLVER.MAX_EPOCHS", 3, "SOLVER.WARMUP_ITERS", 1,
-                              "SOLVER.LOG_PERIOD", 2, "SOLVER.CHECKPOINT_PERIOD", 1,
-                              "SOLVER.KEEP_CHECKPOINTS", 2, "SOLVER.EVAL_PERIOD", 0,
-                              "SOLVER.IMS_PER_BATCH", 8, "DATALOADER.NUM_INSTANCE", 4,
-                              "SOLVER.BASE_LR", 0.01, *opts])
+    return load_config(
+        None,
+        [
+            "OUTPUT_DIR",
+            str(out),
+            "MODEL.DEVICE",
+            "cpu",
+            "SOLVER.MAX_EPOCHS",
+            3,
+            "SOLVER.WARMUP_ITERS",
+            1,
+            "SOLVER.LOG_PERIOD",
+            2,
+            "SOLVER.CHECKPOINT_PERIOD",
+            1,
+            "SOLVER.KEEP_CHECKPOINTS",
+            2,
+            "SOLVER.EVAL_PERIOD",
+            0,
+            "SOLVER.IMS_PER_BATCH",
+            8,
+            "DATALOADER.NUM_INSTANCE",
+            4,
+            "SOLVER.BASE_LR",
+            0.01,
+            *opts,
+        ],
+    )
 
 
 def _train(cfg, model=None, loader=None, resume=False, evaluator=None):
@@ -136,8 +158,19 @@ def test_best_checkpoint_is_chosen_on_validation_only(tmp_path):
         calls.append((split, epoch))
         return {1: {"mAP": scores[epoch] if split == "val" else 99.0}}
 
-    cfg = _cfg(tmp_path, "SOLVER.EVAL_PERIOD", 1, "DATASETS.VAL_FRACTION", 0.2,
-               "TEST.RETURN_PATTERN", 1, "MODEL.HDM", False, "MODEL.ATM", False)
+    cfg = _cfg(
+        tmp_path,
+        "SOLVER.EVAL_PERIOD",
+        1,
+        "DATASETS.VAL_FRACTION",
+        0.2,
+        "TEST.RETURN_PATTERN",
+        1,
+        "MODEL.HDM",
+        False,
+        "MODEL.ATM",
+        False,
+    )
     _train(cfg, evaluator=evaluator)
     assert calls == [("val", 1), ("val", 2), ("val", 3), ("test", 3)]
     best = torch.load(tmp_path / "model_best.pth", weights_only=True)
@@ -167,8 +200,11 @@ def _killed_in_epoch_3(tmp_path, *opts):
 
 
 def _same(a, b):
-    return [k for (k, x), y in zip(a.state_dict().items(), b.state_dict().values())
-            if not torch.equal(x, y)] == []
+    return [
+        k
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values())
+        if not torch.equal(x, y)
+    ] == []
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
@@ -205,8 +241,11 @@ def test_resume_keeps_one_record_per_iteration(tmp_path):
     _train(cfg, resume=True)
 
     def steps(out):
-        return [(x["epoch"], x["iter"]) for x in map(json.loads, open(out / "metrics.json"))
-                if x["type"] == "train"]
+        return [
+            (x["epoch"], x["iter"])
+            for x in map(json.loads, open(out / "metrics.json"))
+            if x["type"] == "train"
+        ]
 
     assert steps(tmp_path / "killed") == steps(tmp_path / "full")
 
@@ -228,8 +267,16 @@ class Recorder:
         return {1: {"mAP": score}}
 
 
-VAL = ("SOLVER.EVAL_PERIOD", 1, "DATASETS.VAL_FRACTION", 0.2, "TEST.RETURN_PATTERN", 1,
-       "SOLVER.MAX_EPOCHS", 4)
+VAL = (
+    "SOLVER.EVAL_PERIOD",
+    1,
+    "DATASETS.VAL_FRACTION",
+    0.2,
+    "TEST.RETURN_PATTERN",
+    1,
+    "SOLVER.MAX_EPOCHS",
+    4,
+)
 
 
 def test_a_crash_in_evaluation_keeps_the_epochs_weights_and_resume_finishes_it(tmp_path):

@@ -10,9 +10,20 @@ import yaml
 
 @pytest.mark.slow
 def test_one_epoch_on_wmveid863_ends_with_metrics(cli, tmp_path):
-    res = cli("train_net.py", tmp_path, "DATASETS.NAMES", "WMVEID863", "INPUT.SIZE_TRAIN",
-              "[32, 64]", "INPUT.SIZE_TEST", "[32, 64]", "SOLVER.MAX_EPOCHS", "1",
-              "DATALOADER.NUM_WORKERS", "0")
+    res = cli(
+        "train_net.py",
+        tmp_path,
+        "DATASETS.NAMES",
+        "WMVEID863",
+        "INPUT.SIZE_TRAIN",
+        "[32, 64]",
+        "INPUT.SIZE_TEST",
+        "[32, 64]",
+        "SOLVER.MAX_EPOCHS",
+        "1",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     derived = yaml.safe_load(open(tmp_path / "config.yaml"))["DERIVED"]
     assert (derived["num_classes"], derived["num_cameras"]) == (8, 8)

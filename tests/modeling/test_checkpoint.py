@@ -106,10 +106,15 @@ def test_torchscript_reader_gives_jit_state_dict(tmp_path):
         torch.jit.save(module, str(tmp_path / "clip.pt"))
     got = read_torchscript(tmp_path / "clip.pt")
     _assert_same_state(got, _jit_state_dict(tmp_path / "clip.pt"))
-    for key in ("visual.conv1.weight", "visual.class_embedding", "visual.positional_embedding",
-                "visual.transformer.resblocks.1.attn.in_proj_weight",
-                "visual.transformer.resblocks.0.mlp.c_fc.weight", "visual.ln_post.bias",
-                "visual.proj"):
+    for key in (
+        "visual.conv1.weight",
+        "visual.class_embedding",
+        "visual.positional_embedding",
+        "visual.transformer.resblocks.1.attn.in_proj_weight",
+        "visual.transformer.resblocks.0.mlp.c_fc.weight",
+        "visual.ln_post.bias",
+        "visual.proj",
+    ):
         assert got[key].dtype == torch.float16, key
     assert torch.equal(got["visual.proj"], clip.visual.proj.detach())
 
@@ -164,8 +169,9 @@ def test_pretrained_torchscript_never_runs_jit_load(smoke_cfg, tiny_torchscript,
 
     monkeypatch.setattr(torch.jit, "load", refuse)
     path, sd = tiny_torchscript
-    _assert_openai_weights(build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(path))),
-                           sd, 7)
+    _assert_openai_weights(
+        build_backbone(smoke_cfg("DeMo", "MODEL.PRETRAIN_PATH", str(path))), sd, 7
+    )
 
 
 def test_timm_imagenet_pth(smoke_cfg, tmp_path):

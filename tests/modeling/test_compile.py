@@ -19,9 +19,11 @@ def _losses(cfg, model, steps=3):
     losses = []
     for i in range(steps):
         g = torch.Generator().manual_seed(i)
-        batch = {"images": {m: torch.randn(8, 3, h, w, generator=g) for m in cfg.INPUT.MODALITIES},
-                 "pids": torch.arange(4).repeat_interleave(2),
-                 "camids": torch.zeros(8, dtype=torch.long)}
+        batch = {
+            "images": {m: torch.randn(8, 3, h, w, generator=g) for m in cfg.INPUT.MODALITIES},
+            "pids": torch.arange(4).repeat_interleave(2),
+            "camids": torch.zeros(8, dtype=torch.long),
+        }
         loss = sum(v for k, v in forward(batch).items() if k.startswith("loss_"))
         optimizer.zero_grad()
         loss.backward()

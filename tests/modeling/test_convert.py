@@ -108,8 +108,11 @@ def test_checkpoint_of_the_per_module_fusion_layout_loads(smoke_cfg, tmp_path):
     torch.manual_seed(0)
     model = build_model(cfg, 5, 4)
     demo = to_demo_names(model)
-    old = {k: v for k, v in model.state_dict().items()
-           if not k.startswith(("hdm.in_proj", "hdm.out_proj", "atm.experts", "atm.expert_norm"))}
+    old = {
+        k: v
+        for k, v in model.state_dict().items()
+        if not k.startswith(("hdm.in_proj", "hdm.out_proj", "atm.experts", "atm.expert_norm"))
+    }
     for key, v in demo.items():
         m = re.fullmatch(r"generalFusion\.(r|n|t|rn|rt|nt|rnt)\.(in_proj_\w+|out_proj\.\w+)", key)
         if m:

@@ -101,11 +101,9 @@ def test_patch_embedding_is_the_convolution(stride):
     from modeling.backbones.vit import StridedPatchEmbed
 
     torch.manual_seed(0)
-    m = StridedPatchEmbed(stride=stride, img_size=(64, 32), patch_size=16, in_chans=3,
-                          embed_dim=24)
+    m = StridedPatchEmbed(stride=stride, img_size=(64, 32), patch_size=16, in_chans=3, embed_dim=24)
     x = torch.randn(2, 3, 64, 32)
     want = m.proj(x).flatten(2).transpose(1, 2)
     torch.testing.assert_close(m(x), want, rtol=1e-5, atol=1e-5)
     with pytest.raises((ValueError, AssertionError), match="32"):
         m(torch.randn(1, 3, 32, 32))
-

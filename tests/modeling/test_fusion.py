@@ -42,8 +42,10 @@ def reference_atm(atm, feats):
             i = e * heads + h
             linear = {"weight": atm.experts.weight[i], "bias": atm.experts.bias[i]}
             channels = slice(i * d, (i + 1) * d)
-            affine = {"weight": atm.expert_norm.weight[channels],
-                      "bias": atm.expert_norm.bias[channels]}
+            affine = {
+                "weight": atm.expert_norm.weight[channels],
+                "bias": atm.expert_norm.bias[channels],
+            }
             norm = nn.BatchNorm1d(d)  # its own running statistics
             norms.append(norm)
             y = functional_call(nn.Linear(d, d), linear, (x[:, e, h * d : (h + 1) * d],))
@@ -107,7 +109,9 @@ def test_atm_matches_per_expert_modules(heads):
     for k in ref_grads:
         torch.testing.assert_close(ours_grads[k], ref_grads[k], rtol=1e-4, atol=1e-5, msg=k)
     # one forward each: the stacked BatchNorm's running statistics are the 7 x H experts' ones
-    torch.testing.assert_close(atm.expert_norm.running_mean,
-                               torch.cat([n.running_mean for n in norms]))
-    torch.testing.assert_close(atm.expert_norm.running_var,
-                               torch.cat([n.running_var for n in norms]))
+    torch.testing.assert_close(
+        atm.expert_norm.running_mean, torch.cat([n.running_mean for n in norms])
+    )
+    torch.testing.assert_close(
+        atm.expert_norm.running_var, torch.cat([n.running_var for n in norms])
+    )

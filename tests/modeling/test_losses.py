@@ -17,8 +17,9 @@ def test_batch_hard_triplet_matches_a_per_anchor_loop():
         soft.append(F.softplus(ap - an))
         hard.append(F.relu(ap - an + 0.3))
     assert triplet_loss(feat, pids).item() == pytest.approx(torch.stack(soft).mean().item(), 1e-5)
-    assert triplet_loss(feat, pids, 0.3).item() == pytest.approx(torch.stack(hard).mean().item(),
-                                                                 1e-5)
+    assert triplet_loss(feat, pids, 0.3).item() == pytest.approx(
+        torch.stack(hard).mean().item(), 1e-5
+    )
 
 
 def test_triplet_without_negatives_is_zero_with_finite_gradients():

@@ -136,10 +136,7 @@ def _droppable_patch(module, patches, globals_):
     for g in globals_:
         cos = minmax_cosine(patches[0], g)
         extremes |= set(cos.argmin(1).tolist()) | set(cos.argmax(1).tolist())
-    dropped = [
-        i for i in range(patches[0].shape[1])
-        if i not in extremes and not (kept == i).any()
-    ]
+    dropped = [i for i in range(patches[0].shape[1]) if i not in extremes and not (kept == i).any()]
     return min(dropped, key=lambda i: float(s[:, i].max()))
 
 

@@ -8,8 +8,20 @@ import pytest
 import train_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "1",
-        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16", "SOLVER.WARMUP_ITERS", "1"]
+FAST = [
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "DATALOADER.NUM_INSTANCE",
+    "2",
+    "SOLVER.MAX_EPOCHS",
+    "1",
+    "SOLVER.LOG_PERIOD",
+    "1",
+    "TEST.IMS_PER_BATCH",
+    "16",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +40,27 @@ def trained(root, base, config):
     out = base / "tools_ckpt" / config.split(".")[0]
     weight = out / "model_final.pth"
     if not weight.exists():
-        train_net.cli(["--config_file", os.path.join(REPO, "configs", "_smoke", config),
-                       "DATASETS.ROOT_DIR", root, "OUTPUT_DIR", str(out), *FAST])
-    return ["--config_file", os.path.join(REPO, "configs", "_smoke", config), "DATASETS.ROOT_DIR",
-            root, "TEST.WEIGHT", str(weight), "OUTPUT_DIR", str(out)]
+        train_net.cli(
+            [
+                "--config_file",
+                os.path.join(REPO, "configs", "_smoke", config),
+                "DATASETS.ROOT_DIR",
+                root,
+                "OUTPUT_DIR",
+                str(out),
+                *FAST,
+            ]
+        )
+    return [
+        "--config_file",
+        os.path.join(REPO, "configs", "_smoke", config),
+        "DATASETS.ROOT_DIR",
+        root,
+        "TEST.WEIGHT",
+        str(weight),
+        "OUTPUT_DIR",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="session")

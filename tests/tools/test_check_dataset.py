@@ -11,8 +11,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def run_check(root, *opts):
-    cmd = [sys.executable, "tools/check_dataset.py", "--config_file", "configs/_smoke/DeMo.yml",
-           "DATASETS.ROOT_DIR", str(root), *opts]
+    cmd = [
+        sys.executable,
+        "tools/check_dataset.py",
+        "--config_file",
+        "configs/_smoke/DeMo.yml",
+        "DATASETS.ROOT_DIR",
+        str(root),
+        *opts,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
@@ -111,6 +118,8 @@ def test_msvr310_id_folder_must_match_file_names(synthetic_root, tmp_path):
     (hit,) = [x for x in out.stdout.splitlines() if "id folder" in x]
     assert str(train / b / "vis" / name) in hit and f"id {a}" in hit and str(train / b) in hit
     assert "1 problem(s)" in out.stdout
+
+
 def test_broken_wmveid863_copy_lists_every_file(synthetic_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(os.path.join(synthetic_root, "WMVEID863"), root / "WMVEID863")

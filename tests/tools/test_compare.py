@@ -26,8 +26,7 @@ def planned(tmp_path):
     studies = []
 
     def make(configs=(DEMO, SDTPS), seeds=(1, 2), opts=(), out=None):
-        study = compare.plan(list(configs), list(seeds), list(opts),
-                             str(out or tmp_path / "study"))
+        study = compare.plan(list(configs), list(seeds), list(opts), str(out or tmp_path / "study"))
         studies.append(study)
         return study
 
@@ -49,23 +48,32 @@ def result(m):
     return {"mAP": m, "mINP": m / 2, "R1": m + 1, "R5": 100.0, "R10": 100.0}
 
 
-def fake_run(run, final=True, model_final=True, ckpt_epoch=None, ckpt_name="last.pth",
-             final_map=50.0):
+def fake_run(
+    run, final=True, model_final=True, ckpt_epoch=None, ckpt_name="last.pth", final_map=50.0
+):
     """A run folder as train_net.py leaves it (config.yaml, metrics.json, checkpoints)."""
     os.makedirs(run.folder, exist_ok=True)
     dump_config(run.cfg, os.path.join(run.folder, "config.yaml"))
     epochs = run.cfg.SOLVER.MAX_EPOCHS
     lines = [{"type": "train", "epoch": 1, "iter": 3, "step": 3, "loss_total": 2.0}]
     if final:
-        lines.append({"type": "eval", "split": "test", "epoch": epochs,
-                      "results": {str(p): result(final_map + p) for p in (1, 2, 3)}})
+        lines.append(
+            {
+                "type": "eval",
+                "split": "test",
+                "epoch": epochs,
+                "results": {str(p): result(final_map + p) for p in (1, 2, 3)},
+            }
+        )
     with open(os.path.join(run.folder, "metrics.json"), "w") as f:
         f.writelines(json.dumps(x) + "\n" for x in lines)
     if model_final:
         torch.save({"model": {}, "epoch": epochs}, os.path.join(run.folder, "model_final.pth"))
     if ckpt_epoch is not None:
-        torch.save({"model": {"w": torch.zeros(2)}, "optimizer": {"state": {}},
-                    "epoch": ckpt_epoch}, os.path.join(run.folder, ckpt_name))
+        torch.save(
+            {"model": {"w": torch.zeros(2)}, "optimizer": {"state": {}}, "epoch": ckpt_epoch},
+            os.path.join(run.folder, ckpt_name),
+        )
         (open(os.path.join(run.folder, "last_checkpoint"), "w")).write(ckpt_name)
 
 
@@ -73,12 +81,17 @@ def fake_run(run, final=True, model_final=True, ckpt_epoch=None, ckpt_name="last
 # planning, folder names, states
 # ------------------------------------------------------------------------------------------------
 
+
 def test_folders_are_named_by_dataset_and_config(planned, tmp_path):
     study = planned()
     names = [os.path.relpath(r.folder, study.out) for r in study.runs]
     # seed-major: the first run of every config comes first
-    assert names == ["RGBNT201-DeMo/seed_1", "RGBNT201-DeMo_SDTPS/seed_1",
-                     "RGBNT201-DeMo/seed_2", "RGBNT201-DeMo_SDTPS/seed_2"]
+    assert names == [
+        "RGBNT201-DeMo/seed_1",
+        "RGBNT201-DeMo_SDTPS/seed_1",
+        "RGBNT201-DeMo/seed_2",
+        "RGBNT201-DeMo_SDTPS/seed_2",
+    ]
     assert [r.cfg.SOLVER.SEED for r in study.runs] == [1, 1, 2, 2]
     assert all(r.cfg.OUTPUT_DIR == r.folder for r in study.runs)
     assert [e.label for e in study.entries] == ["DeMo", "DeMo_SDTPS"]
@@ -89,10 +102,16 @@ def test_same_file_name_in_two_folders_and_datasets(planned, tmp_path):
     msvr = derived_config(tmp_path, "DeMo.yml", "DATASETS:\n  NAMES: MSVR310\n", folder="msvr")
     study = planned([DEMO, other, msvr], seeds=[3])
     assert [os.path.basename(e.folder) for e in study.entries] == [
-        "RGBNT201-_smoke_DeMo", "RGBNT201-extra_DeMo", "MSVR310-DeMo"]
+        "RGBNT201-_smoke_DeMo",
+        "RGBNT201-extra_DeMo",
+        "MSVR310-DeMo",
+    ]
     # several datasets: the labels say which
     assert [e.label for e in study.entries] == [
-        "RGBNT201-_smoke_DeMo", "RGBNT201-extra_DeMo", "MSVR310-DeMo"]
+        "RGBNT201-_smoke_DeMo",
+        "RGBNT201-extra_DeMo",
+        "MSVR310-DeMo",
+    ]
 
 
 def test_run_states_read_from_disk(planned, tmp_path):
@@ -108,8 +127,11 @@ def test_run_states_read_from_disk(planned, tmp_path):
     compare.release(first)
     study = planned()
     assert [(r.state, r.why) for r in study.runs] == [
-        ("done", ""), ("fresh", "it holds a run but no checkpoint that loads completely"),
-        ("resume", ""), ("fresh", "")]
+        ("done", ""),
+        ("fresh", "it holds a run but no checkpoint that loads completely"),
+        ("resume", ""),
+        ("fresh", ""),
+    ]
     jobs = compare.make_jobs(study)
     assert [j.run for j in jobs] == study.runs[1:] and study.runs[0].action == "reused"
     kinds = [[kind for kind, _ in j.steps] for j in jobs]
@@ -136,8 +158,12 @@ def test_validation_split_adds_the_model_best_evaluation(planned):
     (_, train), (kind, test) = job.steps
     assert kind == "best" and test[1] == compare.TEST_SCRIPT
     run = study.runs[0]
-    assert test[-4:] == ["OUTPUT_DIR", os.path.join(run.folder, compare.BEST_DIR), "TEST.WEIGHT",
-                         os.path.join(run.folder, "model_best.pth")]
+    assert test[-4:] == [
+        "OUTPUT_DIR",
+        os.path.join(run.folder, compare.BEST_DIR),
+        "TEST.WEIGHT",
+        os.path.join(run.folder, "model_best.pth"),
+    ]
 
 
 def test_a_run_of_another_config_stops_the_planning(planned, tmp_path):
@@ -151,9 +177,11 @@ def test_a_run_of_another_config_stops_the_planning(planned, tmp_path):
     compare.release(faster)
     with pytest.raises(compare.StudyError) as e:
         planned(configs=[DEMO], seeds=[1], opts=["SOLVER.BASE_LR", "0.1"])
-    assert str(e.value) == (f"{run.folder} was trained with another config (SOLVER.BASE_LR: "
-                            "0.002 there, 0.1 now); pass another --out, or remove that folder to "
-                            "retrain it")
+    assert str(e.value) == (
+        f"{run.folder} was trained with another config (SOLVER.BASE_LR: "
+        "0.002 there, 0.1 now); pass another --out, or remove that folder to "
+        "retrain it"
+    )
 
 
 def test_live_runs_and_a_second_study_are_refused(planned, tmp_path):
@@ -170,31 +198,47 @@ def test_live_runs_and_a_second_study_are_refused(planned, tmp_path):
     assert planned(configs=[DEMO], seeds=[1]).runs[0].state == "fresh"  # lock released
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--config", "nope.yml", "--seeds", "1"], "compare: config file not found: nope.yml"),
-    (["--config", DEMO, "--config", DEMO, "--seeds", "1"], f"compare: --config {DEMO} is given "
-                                                           "twice"),
-    (["--config", DEMO], "compare: give the seeds: --seeds 1 2 3"),
-    (["--seeds", "1"], "compare: give the configs to compare: --config A.yml --config B.yml"),
-    (["--config", DEMO, "--seeds", "1", "1"], "compare: --seeds: seed 1 is given twice"),
-    (["--config", DEMO, "--seeds", "-3"], "compare: --seeds: -3 is negative; seeds are integers "
-                                          ">= 0"),
-    (["--config", DEMO, "--seeds", "1", "SOLVER.SEED", "4"], "compare: SOLVER.SEED is set per run "
-                                                             "by --seeds; remove it from the "
-                                                             "overrides"),
-    (["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LR"], "compare: overrides come in KEY VALUE "
-                                                           "pairs; got an odd list: "
-                                                           "SOLVER.BASE_LR"),
-    (["--config", DEMO, "--seeds", "1", "--parallel", "0"], "compare: --parallel must be 1 or "
-                                                            "more, got 0"),
-    (["--config", DEMO, "--seeds", "1", "--out", "a", "OUTPUT_DIR", "b"], "compare: --out a and "
-                                                                          "OUTPUT_DIR b disagree; "
-                                                                          "give one"),
-    (["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LRR", "1"], "compare: unknown config key "
-                                                                 "SOLVER.BASE_LRR"),
-    (["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LR", "1", "--paralel", "2"],
-     "compare: unknown option --paralel (see --help)"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "nope.yml", "--seeds", "1"], "compare: config file not found: nope.yml"),
+        (
+            ["--config", DEMO, "--config", DEMO, "--seeds", "1"],
+            f"compare: --config {DEMO} is given twice",
+        ),
+        (["--config", DEMO], "compare: give the seeds: --seeds 1 2 3"),
+        (["--seeds", "1"], "compare: give the configs to compare: --config A.yml --config B.yml"),
+        (["--config", DEMO, "--seeds", "1", "1"], "compare: --seeds: seed 1 is given twice"),
+        (
+            ["--config", DEMO, "--seeds", "-3"],
+            "compare: --seeds: -3 is negative; seeds are integers >= 0",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "SOLVER.SEED", "4"],
+            "compare: SOLVER.SEED is set per run by --seeds; remove it from the overrides",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LR"],
+            "compare: overrides come in KEY VALUE pairs; got an odd list: SOLVER.BASE_LR",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "--parallel", "0"],
+            "compare: --parallel must be 1 or more, got 0",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "--out", "a", "OUTPUT_DIR", "b"],
+            "compare: --out a and OUTPUT_DIR b disagree; give one",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LRR", "1"],
+            "compare: unknown config key SOLVER.BASE_LRR",
+        ),
+        (
+            ["--config", DEMO, "--seeds", "1", "SOLVER.BASE_LR", "1", "--paralel", "2"],
+            "compare: unknown option --paralel (see --help)",
+        ),
+    ],
+)
 def test_bad_input_gets_one_line(argv, message, capsys, tmp_path):
     if "--out" not in argv:
         argv = [*argv, "--out", str(tmp_path / "study")]
@@ -206,11 +250,27 @@ def test_bad_input_gets_one_line(argv, message, capsys, tmp_path):
 
 def test_seeds_then_overrides_then_options(tmp_path, capsys):
     out = tmp_path / "study"
-    argv = ["--config", DEMO, "--seeds", "4", "7", "SOLVER.MAX_EPOCHS", "3", "--out", str(out),
-            "TEST.RE_RANKING", "True", "--dry-run"]
+    argv = [
+        "--config",
+        DEMO,
+        "--seeds",
+        "4",
+        "7",
+        "SOLVER.MAX_EPOCHS",
+        "3",
+        "--out",
+        str(out),
+        "TEST.RE_RANKING",
+        "True",
+        "--dry-run",
+    ]
     args, opts, got_out = compare_tool.parse(argv)
     assert (args.seeds, opts, got_out, args.dry_run) == (
-        [4, 7], ["SOLVER.MAX_EPOCHS", "3", "TEST.RE_RANKING", "True"], str(out), True)
+        [4, 7],
+        ["SOLVER.MAX_EPOCHS", "3", "TEST.RE_RANKING", "True"],
+        str(out),
+        True,
+    )
     assert compare_tool.main(argv) == 0
     assert not (out / "RGBNT201-DeMo").exists()  # a dry run trains nothing
     study = compare.plan([DEMO], [4, 7], ["SOLVER.MAX_EPOCHS", "3"], str(out))
@@ -221,6 +281,7 @@ def test_seeds_then_overrides_then_options(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------
 # the scheduler, with fake processes
 # ------------------------------------------------------------------------------------------------
+
 
 class FakeProc:
     """A run that logs a training window at its 3rd poll and exits with `rc` at its 6th."""
@@ -254,8 +315,9 @@ def fake_spawner(timeline, envs, rc=0):
     return spawn
 
 
-def test_compiled_config_starts_its_other_seeds_after_the_first_compiled(planned, tmp_path,
-                                                                        monkeypatch):
+def test_compiled_config_starts_its_other_seeds_after_the_first_compiled(
+    planned, tmp_path, monkeypatch
+):
     monkeypatch.setattr(compare, "POLL_S", 0.0)
     for var in ("TORCHINDUCTOR_CACHE_DIR", "OMP_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)
@@ -267,12 +329,18 @@ def test_compiled_config_starts_its_other_seeds_after_the_first_compiled(planned
     compare.execute(study, jobs, 4, fake_spawner(timeline, envs))
     starts = [n for e, n in timeline if e == "start"]
     # SDTPS seed 2 overtakes Compiled seed 2, which waits (a slot free) for seed 1's first window.
-    assert starts == ["RGBNT201-Compiled/seed_1", "RGBNT201-DeMo_SDTPS/seed_1",
-                      "RGBNT201-DeMo_SDTPS/seed_2", "RGBNT201-Compiled/seed_2"]
+    assert starts == [
+        "RGBNT201-Compiled/seed_1",
+        "RGBNT201-DeMo_SDTPS/seed_1",
+        "RGBNT201-DeMo_SDTPS/seed_2",
+        "RGBNT201-Compiled/seed_2",
+    ]
     assert timeline.index(("record", "RGBNT201-Compiled/seed_1")) < timeline.index(
-        ("start", "RGBNT201-Compiled/seed_2"))
+        ("start", "RGBNT201-Compiled/seed_2")
+    )
     assert ("end", "RGBNT201-Compiled/seed_1") not in timeline[
-        :timeline.index(("start", "RGBNT201-Compiled/seed_2"))]  # it did not wait for the end
+        : timeline.index(("start", "RGBNT201-Compiled/seed_2"))
+    ]  # it did not wait for the end
     cache = os.path.join(study.out, compare.CACHE_DIR)
     assert all(e["TORCHINDUCTOR_CACHE_DIR"] == cache for e in envs)
     assert all(e["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1" for e in envs)
@@ -288,35 +356,46 @@ def test_a_failed_run_stops_its_job_and_says_where_its_output_is(planned, monkey
     run = study.runs[0]
     assert [e for e in timeline if e[0] == "start"] == [("start", "RGBNT201-DeMo/seed_1")]
     assert run.action == "failed"
-    assert run.error == ("train_net.py exited with status 1; its output is in "
-                         f"{os.path.join(run.folder, 'console.txt')}")
+    assert run.error == (
+        "train_net.py exited with status 1; its output is in "
+        f"{os.path.join(run.folder, 'console.txt')}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # which test, and the report's numbers
 # ------------------------------------------------------------------------------------------------
 
+
 def test_pairing_follows_what_a_seed_fixes(planned, tmp_path):
     from config import load_config
 
     demo, sdtps = load_config(DEMO), load_config(SDTPS)
     paired, why = compare_report.pairing(demo, sdtps)
-    assert not paired and why.startswith("Welch's t-test: the configs differ in MODEL.ATM, "
-                                         "MODEL.HDM, MODEL.USE_SDTPS, which change")
-    lr = load_config(derived_config(tmp_path, "LR.yml", "SOLVER:\n  BASE_LR: 0.01\n"
-                                    "MODEL:\n  ID_LOSS_WEIGHT: 0.5\nTEST:\n  RE_RANKING: True\n"))
+    assert not paired and why.startswith(
+        "Welch's t-test: the configs differ in MODEL.ATM, MODEL.HDM, MODEL.USE_SDTPS, which change"
+    )
+    lr = load_config(
+        derived_config(
+            tmp_path,
+            "LR.yml",
+            "SOLVER:\n  BASE_LR: 0.01\nMODEL:\n  ID_LOSS_WEIGHT: 0.5\nTEST:\n  RE_RANKING: True\n",
+        )
+    )
     paired, why = compare_report.pairing(demo, lr)
     assert paired and why == (
         "paired t-test on the per-seed differences: the configs differ only in "
         "MODEL.ID_LOSS_WEIGHT, SOLVER.BASE_LR, TEST.RE_RANKING, which change neither the data "
         "order nor the initialisation, so both runs of a seed see the same batches from the same "
-        "initial weights")
+        "initial weights"
+    )
     aug = load_config(derived_config(tmp_path, "Aug.yml", "INPUT:\n  RE_PROB: 0.2\n"))
     assert compare_report.pairing(demo, aug)[0] is False  # other augmentation draws
     batch = load_config(derived_config(tmp_path, "Batch.yml", "SOLVER:\n  IMS_PER_BATCH: 16\n"))
     assert compare_report.pairing(demo, batch)[0] is False  # other batches
     assert compare_report.pairing(demo, load_config(DEMO))[1].startswith(
-        "paired t-test on the per-seed differences: the configs are identical")
+        "paired t-test on the per-seed differences: the configs are identical"
+    )
 
 
 def _with_results(study, maps):
@@ -329,8 +408,9 @@ def _with_results(study, maps):
 
 
 def test_report_numbers_welch(planned, tmp_path):
-    study = _with_results(planned(seeds=[1, 2, 3, 4, 5]),
-                          {"DeMo": [1, 2, 3, 4, 5], "DeMo_SDTPS": [2, 4, 6, 8, 10]})
+    study = _with_results(
+        planned(seeds=[1, 2, 3, 4, 5]), {"DeMo": [1, 2, 3, 4, 5], "DeMo_SDTPS": [2, 4, 6, 8, 10]}
+    )
     payload = compare_report.build(study, command="tools/compare.py ...")
     s = payload["final"]["summary"]["DeMo"][3]["mAP"]
     # [1..5]: mean 3, std 1.581139, 95 % interval 3 -+ 1.963243 (tests/utils/test_stats.py)
@@ -358,8 +438,9 @@ def test_report_numbers_welch(planned, tmp_path):
 
 def test_report_numbers_paired_and_missing_runs(planned, tmp_path):
     lr = derived_config(tmp_path, "LR.yml", "SOLVER:\n  BASE_LR: 0.01\n")
-    study = _with_results(planned([DEMO, lr], seeds=[1, 2, 3, 4, 5]),
-                          {"DeMo": [1, 2, 3, 4, 5], "LR": [2, 3, 5, 6, 7]})
+    study = _with_results(
+        planned([DEMO, lr], seeds=[1, 2, 3, 4, 5]), {"DeMo": [1, 2, 3, 4, 5], "LR": [2, 3, 5, 6, 7]}
+    )
     payload = compare_report.build(study)
     (pair,) = payload["final"]["comparisons"]
     row = next(r for r in pair["rows"] if r["pattern"] == 3 and r["metric"] == "mAP")
@@ -372,23 +453,45 @@ def test_report_numbers_paired_and_missing_runs(planned, tmp_path):
     failed.final, failed.action = None, "failed"
     failed.error = "train_net.py exited with status 1"
     payload = compare_report.build(study)
-    row = next(r for r in payload["final"]["comparisons"][0]["rows"]
-               if r["pattern"] == 3 and r["metric"] == "mAP")
+    row = next(
+        r
+        for r in payload["final"]["comparisons"][0]["rows"]
+        if r["pattern"] == 3 and r["metric"] == "mAP"
+    )
     assert row["n_a"] == row["n_b"] == 4
     assert row["diff"] == pytest.approx(stats.mean([1, 1, 2, 2]))
     assert payload["final"]["paste"] == "DeMo 3.0 ± 1.6 (n=5) | LR 4.0 ± 1.8 (n=4)"
     assert "| LR | 5 | failed: train_net.py exited with status 1 |" in compare_report.markdown(
-        payload)
+        payload
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # end to end
 # ------------------------------------------------------------------------------------------------
 
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2",
-        "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16", "SOLVER.WARMUP_ITERS", "1",
-        "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EVAL_PERIOD", "1", "DATASETS.VAL_FRACTION",
-        "0.25", "DATALOADER.NUM_WORKERS", "0"]
+FAST = [
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "DATALOADER.NUM_INSTANCE",
+    "2",
+    "SOLVER.MAX_EPOCHS",
+    "2",
+    "SOLVER.LOG_PERIOD",
+    "1",
+    "TEST.IMS_PER_BATCH",
+    "16",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "1",
+    "SOLVER.EVAL_PERIOD",
+    "1",
+    "DATASETS.VAL_FRACTION",
+    "0.25",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+]
 
 
 def final_map(folder, pattern="3"):
@@ -422,8 +525,22 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     real = compare.spawn
     monkeypatch.setattr(compare, "spawn", counting)
     out = tmp_path / "study"
-    argv = ["--config", DEMO, "--config", SDTPS, "--seeds", "1", "2", "--out", str(out),
-            "--parallel", "2", "DATASETS.ROOT_DIR", synthetic_root, *FAST]
+    argv = [
+        "--config",
+        DEMO,
+        "--config",
+        SDTPS,
+        "--seeds",
+        "1",
+        "2",
+        "--out",
+        str(out),
+        "--parallel",
+        "2",
+        "DATASETS.ROOT_DIR",
+        synthetic_root,
+        *FAST,
+    ]
     assert compare_tool.main(argv) == 0
     scripts = [os.path.basename(c[1]) for c in calls]
     assert scripts.count("train_net.py") == 4 and scripts.count("test_net.py") == 4
@@ -454,7 +571,9 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     assert compare_tool.main(argv) == 0
     trains = [c for c in calls if c[1].endswith("train_net.py")]
     assert [(c[c.index("OUTPUT_DIR") + 1], "--resume" in c) for c in trains] == [
-        (str(damaged), False), (str(out / "RGBNT201-DeMo" / "seed_2"), True)]
+        (str(damaged), False),
+        (str(out / "RGBNT201-DeMo" / "seed_2"), True),
+    ]
     assert sum(c[1].endswith("test_net.py") for c in calls) == 2
     again = json.load(open(out / "compare.json"))
     assert [r["action"] for r in again["runs"]] == ["reused", "trained", "resumed", "reused"]

@@ -14,13 +14,25 @@ from utils import run_plots, run_records, stats
 
 
 def train(epoch, it, step, total, tri=1.0):
-    return {"type": "train", "epoch": epoch, "iter": it, "step": step, "loss_total": total,
-            "loss_tri": tri, "acc_ori": 0.5}
+    return {
+        "type": "train",
+        "epoch": epoch,
+        "iter": it,
+        "step": step,
+        "loss_total": total,
+        "loss_tri": tri,
+        "acc_ori": 0.5,
+    }
 
 
 def test_eval(epoch, maps, split="test"):
-    return {"type": "eval", "split": split, "epoch": epoch, "miss": "none",
-            "results": {str(p): {"mAP": m, "R1": m, "mINP": m} for p, m in maps.items()}}
+    return {
+        "type": "eval",
+        "split": split,
+        "epoch": epoch,
+        "miss": "none",
+        "results": {str(p): {"mAP": m, "R1": m, "mINP": m} for p, m in maps.items()},
+    }
 
 
 test_eval.__test__ = False  # a record builder, not a test
@@ -29,17 +41,26 @@ test_eval.__test__ = False  # a record builder, not a test
 def run_records_of(offset):
     """Two epochs of 4 iterations, logged at iterations 2 and 4, and a test evaluation after
     each; `offset` shifts every value."""
-    return [train(1, 2, 2, 4.0 + offset), train(1, 4, 4, 3.0 + offset),
-            test_eval(1, {1: 10.0 + offset, 3: 20.0 + offset}),
-            train(2, 2, 6, 2.0 + offset), train(2, 4, 8, 1.0 + offset),
-            test_eval(2, {1: 30.0 + offset, 3: 40.0 + offset})]
+    return [
+        train(1, 2, 2, 4.0 + offset),
+        train(1, 4, 4, 3.0 + offset),
+        test_eval(1, {1: 10.0 + offset, 3: 20.0 + offset}),
+        train(2, 2, 6, 2.0 + offset),
+        train(2, 4, 8, 1.0 + offset),
+        test_eval(2, {1: 30.0 + offset, 3: 40.0 + offset}),
+    ]
 
 
 def test_loss_curves_weight_windows_and_resumed_epochs_count_once():
-    recs = [train(1, 3, 3, 4.0), train(1, 4, 4, 8.0),  # windows of 3 and 1 iterations
-            train(2, 2, 6, 100.0),  # epoch 2, then killed ...
-            train(2, 2, 6, 2.0), train(2, 4, 8, 2.0),  # ... and redone after the resume
-            test_eval(2, {3: 50.0}), test_eval(2, {3: 55.0})]
+    recs = [
+        train(1, 3, 3, 4.0),
+        train(1, 4, 4, 8.0),  # windows of 3 and 1 iterations
+        train(2, 2, 6, 100.0),  # epoch 2, then killed ...
+        train(2, 2, 6, 2.0),
+        train(2, 4, 8, 2.0),  # ... and redone after the resume
+        test_eval(2, {3: 50.0}),
+        test_eval(2, {3: 55.0}),
+    ]
     curves = run_records.loss_curves(recs)
     assert curves["loss_total"] == {1: pytest.approx((3 * 4.0 + 1 * 8.0) / 4), 2: 2.0}
     assert set(curves) == {"loss_total", "loss_tri"}  # acc_* are not losses
@@ -71,8 +92,11 @@ def test_learning_curves_draw_every_run_and_the_bold_mean():
     assert list(lines["DeMo|mean"].get_ydata()) == [21.0, 41.0]  # mean of the two seeds
     assert list(lines["SDTPS|mean"].get_ydata()) == [30.0, 50.0]
     # One colour per config, the mean bold.
-    assert lines["DeMo|run0"].get_color() == lines["DeMo|mean"].get_color() != lines[
-        "SDTPS|mean"].get_color()
+    assert (
+        lines["DeMo|run0"].get_color()
+        == lines["DeMo|mean"].get_color()
+        != lines["SDTPS|mean"].get_color()
+    )
     assert lines["DeMo|mean"].get_linewidth() > 2 * lines["DeMo|run0"].get_linewidth()
     loss = lines_by_gid(axes["loss_total"])
     assert list(loss["DeMo|mean"].get_ydata()) == [pytest.approx(4.5), pytest.approx(2.5)]
@@ -89,8 +113,11 @@ def test_interval_bars_heights_intervals_and_the_png(tmp_path):
     # error bars from the 95 % interval: 72 -+ t(0.975, 2) * 2 / sqrt(3) = 72 -+ 4.968
     from matplotlib.container import BarContainer
 
-    demo_bars = next(c for c in ax.containers if isinstance(c, BarContainer)
-                     and c.patches[0].get_gid() == "DeMo|p3")
+    demo_bars = next(
+        c
+        for c in ax.containers
+        if isinstance(c, BarContainer) and c.patches[0].get_gid() == "DeMo|p3"
+    )
     (seg,) = demo_bars.errorbar.lines[2][0].get_segments()
     assert [y for _, y in seg] == pytest.approx([72 - 4.968275, 72 + 4.968275], abs=1e-5)
     dots = lines_by_gid(ax)["DeMo|runs"]
@@ -104,8 +131,9 @@ def test_interval_bars_heights_intervals_and_the_png(tmp_path):
 
     png = mimage.imread(path)
     b = bars["SDTPS|p3"]
-    x, y = ax.transData.transform((b.get_x() + b.get_width() / 4,
-                                   (ax.get_ylim()[0] + b.get_height()) / 2))
+    x, y = ax.transData.transform(
+        (b.get_x() + b.get_width() / 4, (ax.get_ylim()[0] + b.get_height()) / 2)
+    )
     pixel = png[int(round(png.shape[0] - y)), int(round(x)), :3]
     want = 0.8 * np.array(mcolors.to_rgb(b.get_facecolor()[:3])) + 0.2  # alpha 0.8 on white
     assert pixel == pytest.approx(want, abs=0.02)
@@ -129,17 +157,24 @@ def test_plot_runs_groups_seed_folders(tmp_path, monkeypatch, capsys):
     write_run(str(tmp_path / "single"), run_records_of(5), finished=False)
     drawn = {}
     real_curves, real_bars = run_plots.learning_curves, run_plots.interval_bars
-    monkeypatch.setattr(plot_runs, "learning_curves",
-                        lambda groups: drawn.setdefault("curves", real_curves(groups)))
-    monkeypatch.setattr(plot_runs, "interval_bars",
-                        lambda s: drawn.setdefault("bars", real_bars(s)))
+    monkeypatch.setattr(
+        plot_runs, "learning_curves", lambda groups: drawn.setdefault("curves", real_curves(groups))
+    )
+    monkeypatch.setattr(
+        plot_runs, "interval_bars", lambda s: drawn.setdefault("bars", real_bars(s))
+    )
     out = tmp_path / "pictures"
     assert plot_runs.main([str(study), str(tmp_path / "single"), "--out", str(out)]) == 0
     assert (out / "curves.png").stat().st_size > 1000 and (out / "final_map.png").exists()
     assert "single: not finished" in capsys.readouterr().out
     ax = next(a for a in drawn["curves"].axes if a.get_title() == "test mAP, pattern 3")
-    assert set(lines_by_gid(ax)) == {"RGBNT201-DeMo|run0", "RGBNT201-DeMo|run1",
-                                     "RGBNT201-DeMo|mean", "single|run0", "single|mean"}
+    assert set(lines_by_gid(ax)) == {
+        "RGBNT201-DeMo|run0",
+        "RGBNT201-DeMo|run1",
+        "RGBNT201-DeMo|mean",
+        "single|run0",
+        "single|mean",
+    }
     (bars_ax,) = drawn["bars"].axes
     heights = {p.get_gid(): p.get_height() for p in bars_ax.patches}
     assert heights == {"RGBNT201-DeMo|p1": 31.0, "RGBNT201-DeMo|p3": 41.0}  # finished runs only
@@ -149,8 +184,9 @@ def test_plot_runs_bad_input(tmp_path, capsys):
     assert plot_runs.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == f"plot_runs: {tmp_path / 'nope'} is not a folder\n"
     assert plot_runs.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err == (f"plot_runs: no metrics.json in or below {tmp_path}: not a "
-                                       "run folder\n")
+    assert capsys.readouterr().err == (
+        f"plot_runs: no metrics.json in or below {tmp_path}: not a run folder\n"
+    )
 
 
 def test_without_matplotlib_one_line_says_how_to_install(tmp_path, monkeypatch, capsys):
@@ -159,5 +195,6 @@ def test_without_matplotlib_one_line_says_how_to_install(tmp_path, monkeypatch, 
     with pytest.raises(run_plots.MissingMatplotlib, match="pip install matplotlib"):
         run_plots.learning_curves({"a": [run_records_of(0)]})
     assert plot_runs.main([str(tmp_path / "run"), "--out", str(tmp_path)]) == 1
-    assert capsys.readouterr().err == ("plot_runs: the pictures need matplotlib: "
-                                       "pip install matplotlib\n")
+    assert capsys.readouterr().err == (
+        "plot_runs: the pictures need matplotlib: pip install matplotlib\n"
+    )

@@ -7,8 +7,18 @@ import sys
 
 from tools import demo
 
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "1",
-        "SOLVER.WARMUP_ITERS", "1", "TEST.IMS_PER_BATCH", "16"]
+FAST = [
+    "SOLVER.IMS_PER_BATCH",
+    "8",
+    "DATALOADER.NUM_INSTANCE",
+    "2",
+    "SOLVER.MAX_EPOCHS",
+    "1",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "TEST.IMS_PER_BATCH",
+    "16",
+]
 
 
 def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, capsys):
@@ -25,18 +35,53 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
 
 
 def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
-    cmd = [sys.executable, "tools/benchmark.py", "--root", synthetic_root, "--out", str(tmp_path),
-           "--measures", "train", "extract", "metrics", "attention",
-           "--config", "configs/_smoke/DeMo_SDTPS.yml", "--iters", "2", "--warmup", "1",
-           "--epochs", "3",
-           "--workers", "0", "--gallery", "24", "--metrics-size", "20", "200", *FAST]
+    cmd = [
+        sys.executable,
+        "tools/benchmark.py",
+        "--root",
+        synthetic_root,
+        "--out",
+        str(tmp_path),
+        "--measures",
+        "train",
+        "extract",
+        "metrics",
+        "attention",
+        "--config",
+        "configs/_smoke/DeMo_SDTPS.yml",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--epochs",
+        "3",
+        "--workers",
+        "0",
+        "--gallery",
+        "24",
+        "--metrics-size",
+        "20",
+        "200",
+        *FAST,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     measures = {r["measure"] for r in rows}
-    assert measures == {"loader", "train_e2e", "train_model", "train_epochs", "memory_train",
-                        "extract_e2e_first", "extract_e2e", "extract_loader_first",
-                        "extract_loader", "extract_model", "metrics", "attention"}
+    assert measures == {
+        "loader",
+        "train_e2e",
+        "train_model",
+        "train_epochs",
+        "memory_train",
+        "extract_e2e_first",
+        "extract_e2e",
+        "extract_loader_first",
+        "extract_loader",
+        "extract_model",
+        "metrics",
+        "attention",
+    }
     epochs = next(r for r in rows if r["measure"] == "train_epochs")
     assert epochs["epochs"] == 3 and epochs["seconds_per_epoch"] > 0
     assert (tmp_path / "DeMo_SDTPS" / "last.pth").exists()  # the checkpoints are part of it

@@ -37,10 +37,15 @@ def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
     res = eval_suite.main([*sdtps_args, "--any-to-any", "--out", str(tmp_path)])
     assert len(res) == 49
     cfg_file, opts = sdtps_args[1], sdtps_args[2:]
-    checks = [(("NI", "TI"), ("NI", "TI"), ["TEST.MISS", "r"]),
-              (("RGB",), ("RGB", "NI", "TI"), ["TEST.QUERY_MODALITIES", ("RGB",)]),
-              (("NI", "TI"), ("TI",), ["TEST.QUERY_MODALITIES", ("NI", "TI"),
-                                       "TEST.GALLERY_MODALITIES", ("TI",)])]
+    checks = [
+        (("NI", "TI"), ("NI", "TI"), ["TEST.MISS", "r"]),
+        (("RGB",), ("RGB", "NI", "TI"), ["TEST.QUERY_MODALITIES", ("RGB",)]),
+        (
+            ("NI", "TI"),
+            ("TI",),
+            ["TEST.QUERY_MODALITIES", ("NI", "TI"), "TEST.GALLERY_MODALITIES", ("TI",)],
+        ),
+    ]
     for q, g, extra in checks:
         cfg = load_config(cfg_file, [*opts, *extra])
         splits = build_dataset(cfg)

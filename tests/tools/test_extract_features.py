@@ -27,8 +27,9 @@ def test_split_features_and_features_suite_match_evaluation(sdtps_args, tmp_path
         assert all(ids[k].shape == (n,) and ids[k].dtype == np.int64 for k in ids)
         assert ids["pid"].tolist() == [r.pid for r in getattr(splits, split)]
         assert meta["pattern"] == 3 and meta["num"] == n and len(meta["paths"]["TI"]) == n
-    res = eval_suite.main(["--config_file", sdtps_args[1], "--features", str(out),
-                           "--out", str(tmp_path / "suite")])
+    res = eval_suite.main(
+        ["--config_file", sdtps_args[1], "--features", str(out), "--out", str(tmp_path / "suite")]
+    )
     model = defaults.load_model(cfg, torch.device("cpu"), splits)
     ref = evaluate(cfg, model, splits)[3]
     for k in ("mAP", "R1", "mINP"):
@@ -43,8 +44,17 @@ def test_folder_of_triplets(sdtps_args, tmp_path):
         os.makedirs(tmp_path / "in" / mod)
         shutil.copy(os.path.join(src, mod, name), tmp_path / "in" / mod / name)
         shutil.copy(os.path.join(src, mod, name), tmp_path / "in" / mod / "unnamed.jpg")
-    extract_features.main([*sdtps_args, "--folder", str(tmp_path / "in"), "--pattern", "1",
-                           "--out", str(tmp_path / "out")])
+    extract_features.main(
+        [
+            *sdtps_args,
+            "--folder",
+            str(tmp_path / "in"),
+            "--pattern",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     feats, ids, meta = load_split(tmp_path / "out", "folder")
     assert feats.shape == (2, 192) and meta["pattern"] == 1
     pid = int(name.split("_")[0])

@@ -22,10 +22,19 @@ def test_model_info_sdtps_token_flow(capsys):
 
 def test_model_info_needs_a_class_count_where_none_is_recorded(capsys):
     """WMVEID863's train id count is not recorded: a one-line error, or --num-classes."""
-    with pytest.raises(SystemExit, match="no train id count is recorded for WMVEID863; pass "
-                       "--num-classes N"):
+    with pytest.raises(
+        SystemExit, match="no train id count is recorded for WMVEID863; pass --num-classes N"
+    ):
         main(["--config_file", "configs/_smoke/DeMo.yml", "DATASETS.NAMES", "WMVEID863"])
-    info = main(["--config_file", "configs/_smoke/DeMo.yml", "--num-classes", "9",
-                 "DATASETS.NAMES", "WMVEID863"])
+    info = main(
+        [
+            "--config_file",
+            "configs/_smoke/DeMo.yml",
+            "--num-classes",
+            "9",
+            "DATASETS.NAMES",
+            "WMVEID863",
+        ]
+    )
     smoke = main(["--config_file", "configs/_smoke/DeMo.yml", "--num-classes", "9"])
     assert info["params_m"] > smoke["params_m"]  # 8 SIE cameras instead of RGBNT201's 4

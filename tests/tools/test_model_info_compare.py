@@ -4,8 +4,9 @@ from tools.model_info import main
 
 
 def test_compare_full_size_parameters(capsys):
-    rows = main(["--config_file", "configs/RGBNT201/DeMo.yml", "--compare", "--no-latency",
-                 "--no-flops"])
+    rows = main(
+        ["--config_file", "configs/RGBNT201/DeMo.yml", "--compare", "--no-latency", "--no-flops"]
+    )
     text = capsys.readouterr().out
     assert list(rows) == ["baseline", "DeMo", "DeMo_SDTPS"]
     assert "|      86.41 |" in text.splitlines()[3]  # DeMo's plain-baseline row
@@ -13,8 +14,17 @@ def test_compare_full_size_parameters(capsys):
 
 
 def test_compare_smoke_with_cost_and_latency(capsys):
-    rows = main(["--config_file", "configs/_smoke/DeMo_SDTPS.yml", "--compare", "--batch", "2",
-                 "--reps", "2"])
+    rows = main(
+        [
+            "--config_file",
+            "configs/_smoke/DeMo_SDTPS.yml",
+            "--compare",
+            "--batch",
+            "2",
+            "--reps",
+            "2",
+        ]
+    )
     text = capsys.readouterr().out
     for name in ("baseline", "DeMo", "DeMo_SDTPS"):
         assert f"| {name}" in text

@@ -30,7 +30,7 @@ def test_kept_patches_bright_dropped_dimmed():
     boxes = vis.patch_cells((8, 4), (8, 8), (8, 8), scale=2)
     kept = np.arange(32) % 3 == 0
     pic = np.asarray(vis.selection_panel(img, kept, boxes, 2), dtype=float).mean(axis=2)
-    inner = [pic[y0 + 2:y1 - 2, x0 + 2:x1 - 2].mean() for x0, y0, x1, y1 in boxes]
+    inner = [pic[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].mean() for x0, y0, x1, y1 in boxes]
     assert min(np.array(inner)[kept]) == pytest.approx(200, abs=1)
     assert max(np.array(inner)[~kept]) == pytest.approx(200 * vis.DIM, abs=1)
 
@@ -78,7 +78,7 @@ def test_visualize_tokens_writes_pictures(sdtps_args, tmp_path):
     assert w >= 3 * 96 and h >= 2 * 192  # three modalities, two rows, 64x32 upscaled to 192x96
     # the RGB selection panel (first column, below the 20 px title and 34 px header): kept
     # cells are outlined in gold, dropped ones dimmed
-    panel = pic[54:54 + 192, 16:16 + 96]
+    panel = pic[54 : 54 + 192, 16 : 16 + 96]
     gold = (np.abs(panel - vis.KEPT_OUTLINE).sum(axis=2) < 1).sum()
     assert gold > 0
 
@@ -86,8 +86,9 @@ def test_visualize_tokens_writes_pictures(sdtps_args, tmp_path):
 def test_visualize_tokens_demo_config_has_no_selection(synthetic_root, tmp_path):
     cfg = os.path.join(REPO, "configs", "_smoke", "DeMo.yml")
     with pytest.raises(SystemExit, match="no token selection"):
-        visualize_tokens.main(["--config_file", cfg, "DATASETS.ROOT_DIR", synthetic_root,
-                               "TEST.WEIGHT", "unused.pth"])
+        visualize_tokens.main(
+            ["--config_file", cfg, "DATASETS.ROOT_DIR", synthetic_root, "TEST.WEIGHT", "unused.pth"]
+        )
 
 
 def _border_runs(row):
@@ -112,15 +113,20 @@ def test_rank_figure_borders():
 
 
 @pytest.mark.parametrize("config,pattern", [("DeMo_SDTPS.yml", "3"), ("DeMo.yml", "2")])
-def test_visualize_ranks_writes_eleven_bordered_panels(smoke_checkpoint, tmp_path, capsys,
-                                                       config, pattern):
+def test_visualize_ranks_writes_eleven_bordered_panels(
+    smoke_checkpoint, tmp_path, capsys, config, pattern
+):
     args = smoke_checkpoint(config)
-    paths = visualize_ranks.main([*args, "--num", "2", "--pattern", pattern,
-                                  "--out", str(tmp_path)])
+    paths = visualize_ranks.main(
+        [*args, "--num", "2", "--pattern", pattern, "--out", str(tmp_path)]
+    )
     assert len(paths) == 2 and len(set(_pids(paths))) == 2
     # the log lists each query's ten gallery items with their distances, in ranked order
-    dists = [float(line.split(" d ")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
-             if line.lstrip().startswith("#") and " d " in line]
+    dists = [
+        float(line.split(" d ")[1].split()[0])
+        for line in capsys.readouterr().out.splitlines()
+        if line.lstrip().startswith("#") and " d " in line
+    ]
     assert len(dists) == 20
     assert dists[:10] == sorted(dists[:10]) and dists[10:] == sorted(dists[10:])
     with Image.open(paths[0]) as im:
@@ -139,8 +145,9 @@ def test_ranked_returns_the_evaluation_distances(smoke_cfg):
     cfg = smoke_cfg("TEST.FEAT_NORM", "False")
     gallery = [Record({}, 1, 0), Record({}, 2, 1), Record({}, 1, 1), Record({}, 3, 0)]
     g = torch.tensor([[0.0, 0.0], [3.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-    idx, dist = visualize_ranks.ranked(cfg, torch.tensor([0.0, 0.0]), g, Record({}, 1, 0),
-                                       gallery, "market")
+    idx, dist = visualize_ranks.ranked(
+        cfg, torch.tensor([0.0, 0.0]), g, Record({}, 1, 0), gallery, "market"
+    )
     # gallery 0 (same id, same camera) is removed; squared Euclidean distances, ascending
     assert idx == [2, 3, 1] and dist == pytest.approx([2.0, 4.0, 9.0])
     assert visualize_ranks.caption(gallery[2], 1, dist[0]).split("\n")[2] == "d 2.000"
@@ -155,8 +162,17 @@ def test_vis_tokens_hook_writes_tensorboard_images(sdtps_args, tmp_path, smoke_c
     from engine.defaults import load_model
     from utils.events import EventWriter
 
-    cfg = smoke_cfg("DATASETS.ROOT_DIR", sdtps_args[3], "TEST.WEIGHT", sdtps_args[5],
-                    "OUTPUT_DIR", str(tmp_path), "TEST.VIS_TOKENS", "True", config="DeMo_SDTPS.yml")
+    cfg = smoke_cfg(
+        "DATASETS.ROOT_DIR",
+        sdtps_args[3],
+        "TEST.WEIGHT",
+        sdtps_args[5],
+        "OUTPUT_DIR",
+        str(tmp_path),
+        "TEST.VIS_TOKENS",
+        "True",
+        config="DeMo_SDTPS.yml",
+    )
     splits = build_dataset(cfg)
     model = load_model(cfg, torch.device("cpu"), splits)
     evaluate(cfg, model, splits, step=3)  # no writer: nothing is written

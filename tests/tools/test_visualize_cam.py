@@ -16,8 +16,11 @@ from utils import visualize as vis
 MODS = ("RGB", "NI", "TI")
 GRID, PATCH = (8, 4), 8
 # Patch cells (row, col) of the one region each modality's score reads.
-REGIONS = {"RGB": [(1, 0), (1, 1), (2, 0), (2, 1)], "NI": [(4, 2), (4, 3), (5, 2), (5, 3)],
-           "TI": [(6, 1), (7, 1), (6, 2), (7, 2)]}
+REGIONS = {
+    "RGB": [(1, 0), (1, 1), (2, 0), (2, 1)],
+    "NI": [(4, 2), (4, 3), (5, 2), (5, 3)],
+    "TI": [(6, 1), (7, 1), (6, 2), (7, 2)],
+}
 
 
 def test_grad_cam_hand_computed():
@@ -80,7 +83,7 @@ def region_batch(b=2):
     for m in MODS:
         x = 0.3 * torch.randn(b, 3, 64, 32, generator=g)
         for r, c in REGIONS[m]:
-            x[:, :, r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] += 2.0
+            x[:, :, r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH] += 2.0
         images[m] = x
     return {"images": images, "index": torch.arange(b)}
 
@@ -94,7 +97,7 @@ def test_cam_is_brightest_where_the_score_looks():
         img = gc.cam_to_image(cams[m], GRID, (PATCH, PATCH), (PATCH, PATCH), (64, 32))
         inside = torch.zeros(64, 32, dtype=torch.bool)
         for r, c in REGIONS[m]:
-            inside[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = True
+            inside[r * PATCH : (r + 1) * PATCH, c * PATCH : (c + 1) * PATCH] = True
         for b in range(2):
             y, x = np.unravel_index(int(img[b].argmax()), (64, 32))
             assert inside[y, x], f"{m}: hottest pixel ({y}, {x}) outside its region"
@@ -109,8 +112,9 @@ def test_similarity_target_gradient_is_the_cosine_gradient():
     assert score.item() == pytest.approx(0.6)
     # d cos / d f = ref / |f| - cos f / |f|^2
     torch.testing.assert_close(grad, torch.tensor([[0.2 - 0.6 * 3 / 25, -0.6 * 4 / 25]]))
-    own = gc.similarity_score(1, torch.full((1, 2), float("nan")))({"ori": f},
-                                                                    {"index": torch.tensor([0])})
+    own = gc.similarity_score(1, torch.full((1, 2), float("nan")))(
+        {"ori": f}, {"index": torch.tensor([0])}
+    )
     (grad,) = torch.autograd.grad(own.sum(), f)
     assert own.item() == pytest.approx(5.0)  # |f|, with gradient f / |f| (not 0)
     torch.testing.assert_close(grad, torch.tensor([[0.6, 0.8]]))
@@ -125,8 +129,10 @@ def test_pattern_logits_are_the_training_heads(smoke_cfg, config, direct):
     cfg = smoke_cfg("MODEL.DIRECT", direct, config=config)
     model = build_model(cfg, 8, 3).eval()
     g = torch.Generator().manual_seed(0)
-    batch = {"images": {m: torch.randn(2, 3, 64, 32, generator=g) for m in MODS},
-             "camids": torch.tensor([0, 2])}
+    batch = {
+        "images": {m: torch.randn(2, 3, 64, 32, generator=g) for m in MODS},
+        "camids": torch.tensor([0, 2]),
+    }
     with torch.no_grad():
         globals_, ori, fused, _ = model.encode(batch)
         feats = model(batch)
@@ -136,8 +142,9 @@ def test_pattern_logits_are_the_training_heads(smoke_cfg, config, direct):
             assert len(model.ori_heads) == 3
             ori_logits = sum(h(x) for h, x in zip(model.ori_heads, globals_))
         torch.testing.assert_close(gc.pattern_logits(model, feats, 1), ori_logits)
-        torch.testing.assert_close(gc.pattern_logits(model, feats, 3),
-                                   ori_logits + model.fused_head(fused))
+        torch.testing.assert_close(
+            gc.pattern_logits(model, feats, 3), ori_logits + model.fused_head(fused)
+        )
         score = gc.logit_score(model, 2, torch.tensor([5, 1]))(feats, {"index": torch.arange(2)})
         torch.testing.assert_close(score, model.fused_head(fused)[[0, 1], [5, 1]])
 
@@ -154,14 +161,27 @@ def test_visualize_cam_writes_pictures(smoke_checkpoint, tmp_path, capsys, confi
         pic = np.asarray(im.convert("RGB"), dtype=float)
     assert pic.shape[0] >= 2 * 192 and pic.shape[1] >= 3 * 96
     # the RGB map (second row, below the 20 px title and two 34 px headers) is not flat
-    rgb_map = pic[20 + 34 + 192 + 34 + 4:20 + 34 + 192 + 34 + 188, 16:16 + 96]
+    rgb_map = pic[20 + 34 + 192 + 34 + 4 : 20 + 34 + 192 + 34 + 188, 16 : 16 + 96]
     assert rgb_map.std() > 5
 
 
 def test_visualize_cam_train_split_and_missing_modality(smoke_checkpoint, tmp_path, capsys):
     args = smoke_checkpoint("DeMo_SDTPS.yml")
-    paths = visualize_cam.main([*args, "--num", "2", "--split", "train", "--pattern", "2",
-                                "TEST.MISS", "n", "--out", str(tmp_path)])
+    paths = visualize_cam.main(
+        [
+            *args,
+            "--num",
+            "2",
+            "--split",
+            "train",
+            "--pattern",
+            "2",
+            "TEST.MISS",
+            "n",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert "target: classifier logit of its own id" in capsys.readouterr().out
     with Image.open(paths[0]) as im:
         pic = np.asarray(im.convert("RGB"))

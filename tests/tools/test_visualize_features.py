@@ -15,11 +15,16 @@ from tools import plot_features
 def test_feature_panels_slice_ori_per_modality():
     ori = torch.arange(2 * 6, dtype=torch.float32).reshape(2, 6)  # three modalities, C = 2
     fused = torch.ones(2, 4)
-    panels = plot_features.feature_panels({"ori": ori, "fused": fused}, ("RGB", "NI", "TI"), 3,
-                                          miss=("TI",))
+    panels = plot_features.feature_panels(
+        {"ori": ori, "fused": fused}, ("RGB", "NI", "TI"), 3, miss=("TI",)
+    )
     names = [n for n, _ in panels]
-    assert names == ["RGB (ori[:, 0:2])", "NI (ori[:, 2:4])", "TI (ori[:, 4:6]), missing",
-                     "pattern 3: ori+fused (10-d)"]
+    assert names == [
+        "RGB (ori[:, 0:2])",
+        "NI (ori[:, 2:4])",
+        "TI (ori[:, 4:6]), missing",
+        "pattern 3: ori+fused (10-d)",
+    ]
     torch.testing.assert_close(panels[1][1], ori[:, 2:4])
     torch.testing.assert_close(panels[3][1], torch.cat([ori, fused], dim=1))
 
@@ -39,8 +44,9 @@ def test_embedding_figure_one_point_per_sample_and_separation():
     centres = 4 * torch.randn(4, 16, generator=g)
     clustered = centres[np.searchsorted([3, 5, 9, 11], pids)] + torch.randn(24, 16, generator=g)
     noise = torch.randn(24, 16, generator=g)
-    fig, stats = plot_features.embedding_figure([("clustered", clustered), ("noise", noise)],
-                                                pids, seed=0)
+    fig, stats = plot_features.embedding_figure(
+        [("clustered", clustered), ("noise", noise)], pids, seed=0
+    )
     scatters = [ax for ax in fig.axes if ax.collections and not ax.patches]
     assert len(scatters) == 2
     for ax in scatters:
@@ -68,8 +74,12 @@ def test_plot_features_writes_the_picture(sdtps_args, tmp_path, capsys):
     with Image.open(path) as im:
         assert im.size[0] > 4 * 200 and im.size[1] > 400  # four panels, two rows
     out = capsys.readouterr().out
-    for name in ("RGB (ori[:, 0:64])", "NI (ori[:, 64:128])", "TI (ori[:, 128:192])",
-                 "pattern 2: fused (192-d)"):
+    for name in (
+        "RGB (ori[:, 0:64])",
+        "NI (ori[:, 64:128])",
+        "TI (ori[:, 128:192])",
+        "pattern 2: fused (192-d)",
+    ):
         assert f"{name}: mean cosine same id" in out
 
 

@@ -89,7 +89,8 @@ def test_gpu_state_through_reused_pinned_buffers(tmp_path):
             model.weight.add_(1.0)
     ck.wait()
     on_gpu = [t for t in model.state_dict().values()] + [
-        t for st in opt.state.values() for t in st.values() if torch.is_tensor(t) and t.is_cuda]
+        t for st in opt.state.values() for t in st.values() if torch.is_tensor(t) and t.is_cuda
+    ]
     assert len(ck._pinned) == len(on_gpu)  # one buffer per GPU tensor, reused by the second save
     for epoch, want in zip((1, 2), saved):
         got = torch.load(tmp_path / f"e{epoch}.pth", weights_only=True)
@@ -97,8 +98,9 @@ def test_gpu_state_through_reused_pinned_buffers(tmp_path):
         assert got["optimizer"]["state"][0]["step"] == epoch
 
 
-def test_failed_background_write_raises_at_the_next_wait_and_keeps_the_old_file(tmp_path,
-                                                                                 monkeypatch):
+def test_failed_background_write_raises_at_the_next_wait_and_keeps_the_old_file(
+    tmp_path, monkeypatch
+):
     ck = Checkpointer(str(tmp_path), nn.Linear(2, 2))
     ck.save("last.pth", 1, mark_last=True)
     ck.wait()

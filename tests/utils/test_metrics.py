@@ -35,12 +35,13 @@ def test_hand_computed_market():
     # AP = (1/2 + 2/4) / 2 = 0.5; INP = 2 / 4.
     # Query 1 (id 3, cam 1): g3 (id 3, cam 0) is the only match, at rank 2 -> AP = INP = 0.5.
     # Query 2 (id 9) has no match and is skipped.
-    dist = np.array([[0.0, 1.0, 2.0, 3.0, 4.0],
-                     [5.0, 0.5, 6.0, 1.0, 7.0],
-                     [1.0, 2.0, 3.0, 4.0, 5.0]])
+    dist = np.array(
+        [[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 0.5, 6.0, 1.0, 7.0], [1.0, 2.0, 3.0, 4.0, 5.0]]
+    )
     g_pids, g_cams = np.array([1, 2, 1, 3, 1]), np.array([0, 0, 1, 0, 2])
-    cmc, m_ap, m_inp = evaluate_rank(dist, np.array([1, 3, 9]), g_pids, np.array([0, 1, 0]),
-                                     g_cams, max_rank=5)
+    cmc, m_ap, m_inp = evaluate_rank(
+        dist, np.array([1, 3, 9]), g_pids, np.array([0, 1, 0]), g_cams, max_rank=5
+    )
     np.testing.assert_allclose(cmc, [0.0, 1.0, 1.0, 1.0, 1.0])
     assert m_ap == pytest.approx(0.5)
     assert m_inp == pytest.approx(0.5)
@@ -50,8 +51,9 @@ def test_hand_computed_scene_protocol_ignores_cameras():
     # Same id, same camera but another scene is a valid match; same id and same scene is junk.
     dist = np.array([[0.1, 0.2, 0.3]])
     args = (np.array([5]), np.array([5, 5, 7]), np.array([0]), np.array([0, 0, 0]))
-    cmc, m_ap, m_inp = evaluate_rank(dist, *args, max_rank=3, q_scenes=np.array([2]),
-                                     g_scenes=np.array([2, 3, 3]))
+    cmc, m_ap, m_inp = evaluate_rank(
+        dist, *args, max_rank=3, q_scenes=np.array([2]), g_scenes=np.array([2, 3, 3])
+    )
     np.testing.assert_allclose(cmc, [1.0, 1.0, 1.0])
     assert m_ap == pytest.approx(1.0) and m_inp == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no query"):
@@ -61,8 +63,10 @@ def test_hand_computed_scene_protocol_ignores_cameras():
 def _random_case(rng, nq=37, ng=211, ids=9):
     return dict(
         distmat=rng.random((nq, ng)),
-        q_pids=rng.integers(0, ids, nq), g_pids=rng.integers(0, ids, ng),
-        q_camids=rng.integers(0, 3, nq), g_camids=rng.integers(0, 3, ng),
+        q_pids=rng.integers(0, ids, nq),
+        g_pids=rng.integers(0, ids, ng),
+        q_camids=rng.integers(0, 3, nq),
+        g_camids=rng.integers(0, 3, ng),
     )
 
 
@@ -85,8 +89,12 @@ def test_matches_textbook_on_random_matrices(scenes, as_torch):
 def test_rank_features_equals_full_matrix():
     rng = np.random.default_rng(1)
     q, g = torch.randn(40, 16), torch.randn(300, 16)
-    ids = dict(q_pids=rng.integers(0, 10, 40), g_pids=rng.integers(0, 10, 300),
-               q_camids=rng.integers(0, 2, 40), g_camids=rng.integers(0, 2, 300))
+    ids = dict(
+        q_pids=rng.integers(0, 10, 40),
+        g_pids=rng.integers(0, 10, 300),
+        q_camids=rng.integers(0, 2, 40),
+        g_camids=rng.integers(0, 2, 300),
+    )
     full = pairwise_distance(q.double(), g.double()).numpy()
     want = textbook(full, max_rank=20, **ids)
     got = rank_features(q, g, max_rank=20, block=700, **ids)
@@ -103,10 +111,9 @@ def test_queries_without_a_valid_match_are_skipped_and_named():
     #   rank 4: AP = INP = 1/4. mAP = mINP = 3/8; CMC = [0, 1/2, 1/2, 1].
     from data.datasets.base import Record, unmatched_queries
 
-    dist = np.array([[0.1, 0.2, 0.3, 0.4],
-                     [0.1, 0.2, 0.3, 0.4],
-                     [0.1, 0.2, 0.3, 0.4],
-                     [0.5, 0.9, 0.1, 0.2]])
+    dist = np.array(
+        [[0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4], [0.1, 0.2, 0.3, 0.4], [0.5, 0.9, 0.1, 0.2]]
+    )
     q_pids, q_cams = np.array([1, 4, 7, 2]), np.array([0, 0, 0, 0])
     g_pids, g_cams = np.array([1, 2, 1, 4]), np.array([0, 1, 1, 0])
     cmc, m_ap, m_inp = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4)
@@ -119,8 +126,10 @@ def test_queries_without_a_valid_match_are_skipped_and_named():
 
     def records(pids, cams, scenes=None):
         scenes = [-1] * len(pids) if scenes is None else scenes
-        return [Record({}, int(p), int(c), int(s), key=f"s{i}")
-                for i, (p, c, s) in enumerate(zip(pids, cams, scenes))]
+        return [
+            Record({}, int(p), int(c), int(s), key=f"s{i}")
+            for i, (p, c, s) in enumerate(zip(pids, cams, scenes))
+        ]
 
     query, gallery = records(q_pids, q_cams), records(g_pids, g_cams)
     assert unmatched_queries(query, gallery, "market") == [1, 2]
@@ -128,9 +137,25 @@ def test_queries_without_a_valid_match_are_skipped_and_named():
     # (another scene), q3's only same-id item g1 shares its scene, q2 is still absent.
     query, gallery = records(q_pids, q_cams, [0, 0, 0, 0]), records(g_pids, g_cams, [0, 0, 1, 1])
     assert unmatched_queries(query, gallery, "scene") == [2, 3]
-    got = evaluate_rank(dist, q_pids, g_pids, q_cams, g_cams, max_rank=4,
-                        q_scenes=np.zeros(4), g_scenes=np.array([0, 0, 1, 1]))
-    want = evaluate_rank(dist[:2], q_pids[:2], g_pids, q_cams[:2], g_cams, max_rank=4,
-                         q_scenes=np.zeros(2), g_scenes=np.array([0, 0, 1, 1]))
+    got = evaluate_rank(
+        dist,
+        q_pids,
+        g_pids,
+        q_cams,
+        g_cams,
+        max_rank=4,
+        q_scenes=np.zeros(4),
+        g_scenes=np.array([0, 0, 1, 1]),
+    )
+    want = evaluate_rank(
+        dist[:2],
+        q_pids[:2],
+        g_pids,
+        q_cams[:2],
+        g_cams,
+        max_rank=4,
+        q_scenes=np.zeros(2),
+        g_scenes=np.array([0, 0, 1, 1]),
+    )
     np.testing.assert_allclose(got[0], want[0])
     assert got[1:] == pytest.approx(want[1:])

@@ -43,8 +43,9 @@ def test_matches_loop_implementation():
     rng = np.random.default_rng(0)
     q, g = rng.normal(size=(12, 8)), rng.normal(size=(30, 8))
     want = loop_re_ranking(q, g, k1=6, k2=3, lam=0.3)
-    got = re_ranking(torch.from_numpy(q), torch.from_numpy(g), k1=6, k2=3, lambda_value=0.3,
-                     block=50)
+    got = re_ranking(
+        torch.from_numpy(q), torch.from_numpy(g), k1=6, k2=3, lambda_value=0.3, block=50
+    )
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
 
 

@@ -26,8 +26,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_plain_tensor_files_load_in_both_formats(tmp_path, zipped):
     """weights_only reads the legacy (non-zip) format too: plain tensors are not refused."""
     torch.manual_seed(0)
-    state = {"model": {"w": torch.randn(3, 4).half(), "n": torch.arange(3)}, "epoch": 2,
-             "rng": {"python": (3, tuple(range(5)), None)}, "cfg": "MODEL: {}\n"}
+    state = {
+        "model": {"w": torch.randn(3, 4).half(), "n": torch.arange(3)},
+        "epoch": 2,
+        "rng": {"python": (3, tuple(range(5)), None)},
+        "cfg": "MODEL: {}\n",
+    }
     path = tmp_path / "state.pth"
     torch.save(state, path, _use_new_zipfile_serialization=zipped)
     assert zipfile.is_zipfile(path) == zipped
@@ -87,9 +91,11 @@ def test_archive_without_buffers_line_reads_as_jit_load_does(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(module), str(tmp_path / "bn.pt"))
-        _rewrite(tmp_path / "bn.pt", tmp_path / "old.pt",
-                 lambda n, b: re.sub(rb"\n +__buffers__ = \[.*\]", b"", b) if n.endswith(".py")
-                 else b)
+        _rewrite(
+            tmp_path / "bn.pt",
+            tmp_path / "old.pt",
+            lambda n, b: re.sub(rb"\n +__buffers__ = \[.*\]", b"", b) if n.endswith(".py") else b,
+        )
         for name, keys in (("bn.pt", 5), ("old.pt", 2)):
             ref = torch.jit.load(str(tmp_path / name)).state_dict()
             got = read_torchscript(tmp_path / name)
@@ -141,12 +147,14 @@ def test_a_file_of_one_tensor_is_not_a_checkpoint(tmp_path):
 
 def test_module_that_contains_itself_is_refused(tmp_path):
     # data.pkl by hand: m = __torch__.M(); m.__setstate__({"child": m})
-    data = (b"\x80\x02c__torch__\nM\n)\x81q\x00}X\x05\x00\x00\x00childh\x00sb.")
+    data = b"\x80\x02c__torch__\nM\n)\x81q\x00}X\x05\x00\x00\x00childh\x00sb."
     path = tmp_path / "loop.pt"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("loop/data.pkl", data)
         z.writestr("loop/constants.pkl", b"\x80\x02).")
-        z.writestr("loop/code/__torch__.py",
-                   "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n")
+        z.writestr(
+            "loop/code/__torch__.py",
+            "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n",
+        )
     with pytest.raises(WeightsFileError, match=r"loop\.pt .*child\. contains itself"):
         load_file(path)
