@@ -63,16 +63,13 @@ def _weights(path):
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_path, workers):
-    # The reference ran with 0 workers: batches must not depend on the number of workers either.
-    opts = ("DATALOADER.NUM_WORKERS", str(workers))
-    cmd, env = cli.command("train_net.py", tmp_path, *opts)
+def _kill_in_epoch_2_and_resume(cli, out, opts):
+    """Start a run, SIGKILL it mid-epoch 2 (once epoch 1's checkpoint is on disk), resume it."""
+    cmd, env = cli.command("train_net.py", out, *opts)
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    log = tmp_path / "log.txt"
+    log = out / "log.txt"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         # epoch 1's checkpoint is written in the background: kill once it is on disk
@@ -82,16 +79,37 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_p
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its loader workers, mid-epoch 2
     proc.wait()
-    assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
-    assert not (tmp_path / "model_final.pth").exists()
-
-    resumed = cli("train_net.py", tmp_path, *opts, extra=["--resume"])
+    assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
+    assert not (out / "model_final.pth").exists()
+    resumed = cli("train_net.py", out, *opts, extra=["--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "(epoch 1 finished)" in log.read_text()
-    a, b = _weights(full_run / "model_final.pth"), _weights(tmp_path / "model_final.pth")
+
+
+def _same_run(a_dir, b_dir):
+    a, b = _weights(a_dir / "model_final.pth"), _weights(b_dir / "model_final.pth")
     assert a.keys() == b.keys()
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
-    assert evals(full_run)[-1]["results"] == evals(tmp_path)[-1]["results"]
+    assert evals(a_dir)[-1]["results"] == evals(b_dir)[-1]["results"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_path, workers):
+    # The reference ran with 0 workers: batches must not depend on the number of workers either.
+    _kill_in_epoch_2_and_resume(cli, tmp_path, ("DATALOADER.NUM_WORKERS", str(workers)))
+    _same_run(full_run, tmp_path)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_with_modality_dropout_matches_uninterrupted(cli, tmp_path):
+    """The dropped modalities are drawn per sample from the seeded stream: a resumed epoch
+    drops exactly what the uninterrupted one did."""
+    opts = ("DATALOADER.NUM_WORKERS", "0", "INPUT.MODALITY_DROPOUT", "0.5")
+    full = cli("train_net.py", tmp_path / "full", *opts)
+    assert full.returncode == 0, full.stderr[-3000:]
+    _kill_in_epoch_2_and_resume(cli, tmp_path / "killed", opts)
+    _same_run(tmp_path / "full", tmp_path / "killed")
 
 
 @pytest.mark.slow
