@@ -28,6 +28,7 @@ def _run(script, *argv):
     )
 
 
+@pytest.mark.slow
 def test_config_error_is_one_line_and_exit_2():
     res = _run("train_net.py", "--config-file", SMOKE, "SOLVER.BASE_LRR", "1")
     assert res.returncode == 2
@@ -45,6 +46,7 @@ def test_wrong_type_names_the_key(capsys):
     assert len(err.splitlines()) == 1 and "SOLVER.MAX_EPOCHS" in err
 
 
+@pytest.mark.slow
 def test_test_net_without_weight_says_so(tmp_path):
     res = _run("test_net.py", "--config_file", SMOKE, "OUTPUT_DIR", str(tmp_path))
     assert res.returncode == 2

@@ -59,6 +59,7 @@ def _worker(rank, port, dtype, errors):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_ranks_hold_the_mean_gradient(dtype):
     with socket.socket() as s:

@@ -41,6 +41,7 @@ def test_smoke_training_writes_the_run_folder(full_run):
     assert "| 3 (ori+fused) |" in log and "epoch 2 iter 1/" in log
 
 
+@pytest.mark.slow
 def test_new_run_into_a_finished_run_is_refused(cli, full_run):
     """Without --resume, train_net.py stops before touching a folder that holds a run."""
     before = {p.name: p.stat().st_mtime_ns for p in full_run.iterdir()}
@@ -188,6 +189,7 @@ def test_resume_that_changes_the_schedule_stops_before_writing(cli, full_run, tm
     }
 
 
+@pytest.mark.slow
 def test_second_run_into_a_live_run_stops_with_its_pid(cli, tmp_path):
     from engine.run_dir import RunLock
 
@@ -203,6 +205,7 @@ def test_second_run_into_a_live_run_stops_with_its_pid(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.lock"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_does_not_leave_its_lock_stuck(tmp_path):
     from engine.run_dir import RunLock
 

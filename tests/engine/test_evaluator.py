@@ -127,6 +127,7 @@ def test_scene_protocol_changes_the_junk_set(smoke_cfg, tmp_path):
     assert scene != pytest.approx(market)
 
 
+@pytest.mark.slow
 def test_compiled_extraction_matches_eager(smoke_cfg):
     """SOLVER.COMPILE: one static-shape graph (the last, short batch is padded to it), same
     features as the eager model."""

@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tools import demo
 
 FAST = [
@@ -34,6 +36,7 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
     assert (tmp_path / "DeMo_SDTPS" / "model_final.pth").exists()
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
     cmd = [
         sys.executable,
