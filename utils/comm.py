@@ -1,6 +1,7 @@
 """Ranks and collectives; torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
 
 import atexit
+import datetime
 import os
 import pickle
 
@@ -47,8 +48,18 @@ def init_distributed(device_type):
 
 
 def leave_distributed():
-    if is_dist():
-        dist.destroy_process_group()
+    """Leave the process group once every rank is done with it: a rank that tears its group down
+    while another still talks to it can abort in the backend's threads at exit."""
+    if not is_dist():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=20))
+        else:
+            dist.barrier()
+    except Exception:  # noqa: BLE001  a rank already gone (it failed): leave without waiting
+        pass
+    dist.destroy_process_group()
 
 
 def all_gather_object(obj):
