@@ -115,13 +115,24 @@ class Evaluator:
         self._loaders[key] = loader
         return loader
 
-    @torch.no_grad()
     def extract(self, model, records, present=None):
         """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused":
         ...}); None on the other ranks. Every rank runs its shard of the test loader.
 
         present: the modalities the samples come with (default: all but TEST.MISS); the others
-        are zeroed after normalisation, so they carry no signal at all."""
+        are zeroed after normalisation, so they carry no signal at all.
+
+        The global torch RNG is left as it was found (a loader's pass draws its seed from it): the
+        training after an evaluation, and a run resumed from the checkpoint written just before
+        that evaluation, continue with the same random numbers."""
+        state = torch.get_rng_state()
+        try:
+            return self._extract(model, records, present)
+        finally:
+            torch.set_rng_state(state)
+
+    @torch.no_grad()
+    def _extract(self, model, records, present):
         cfg = self.cfg
         device = next(model.parameters()).device
         dtype = amp_dtype(cfg, device)

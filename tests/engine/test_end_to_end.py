@@ -105,8 +105,16 @@ def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_p
 @pytest.mark.slow
 def test_resume_after_kill_with_modality_dropout_matches_uninterrupted(cli, tmp_path):
     """The dropped modalities are drawn per sample from the seeded stream: a resumed epoch
-    drops exactly what the uninterrupted one did."""
-    opts = ("DATALOADER.NUM_WORKERS", "0", "INPUT.MODALITY_DROPOUT", "0.5")
+    drops exactly what the uninterrupted one did. With an evaluation after every epoch: the
+    checkpoint is written before it, and the evaluation must not move training's RNG."""
+    opts = (
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "INPUT.MODALITY_DROPOUT",
+        "0.5",
+        "SOLVER.EVAL_PERIOD",
+        "1",
+    )
     full = cli("train_net.py", tmp_path / "full", *opts)
     assert full.returncode == 0, full.stderr[-3000:]
     _kill_in_epoch_2_and_resume(cli, tmp_path / "killed", opts)

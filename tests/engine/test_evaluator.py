@@ -213,3 +213,19 @@ def test_query_and_gallery_each_use_their_own_modalities(smoke_cfg, query, galle
     # Disjoint sets leave every distance equal (no signal): far below a perfect ranking.
     assert (res[1]["mAP"] == pytest.approx(100.0)) is matched
     assert matched or res[1]["mAP"] < 90.0
+
+
+def test_evaluation_leaves_the_global_rng_as_it_was(smoke_cfg):
+    """A periodic evaluation between epochs must not shift training's random numbers (dropout):
+    the checkpoint of an epoch is written before its evaluation, and a resume from it must draw
+    what the uninterrupted run draws after the evaluation."""
+    from modeling import build_model
+
+    for workers in (0, 2):
+        cfg = smoke_cfg("DATALOADER.NUM_WORKERS", workers)
+        splits = build_dataset(cfg)
+        model = build_model(cfg, num_classes=8, num_cameras=4)
+        torch.manual_seed(5)
+        before = torch.get_rng_state()
+        evaluate(cfg, model, splits)
+        assert torch.equal(torch.get_rng_state(), before), workers
