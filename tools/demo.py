@@ -11,6 +11,7 @@ import argparse
 import functools
 import logging
 import os
+import shutil
 import sys
 import time
 
@@ -47,6 +48,9 @@ def run(config_file, root, out, opts):
     cfg = load_config(
         config_file, ["DATASETS.ROOT_DIR", root, "OUTPUT_DIR", os.path.join(out, name), *opts]
     )
+    # The demo owns its run folders: a rerun starts them afresh instead of mixing two runs' files.
+    if os.path.isdir(cfg.OUTPUT_DIR):
+        shutil.rmtree(cfg.OUTPUT_DIR)
     device = setup(cfg)
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
