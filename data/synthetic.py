@@ -71,16 +71,9 @@ DATASETS = {
         cams=range(0, 8),
         id_pool=310,
     ),
-    "WMVEID863": dict(
-        size=(128, 256),
-        vehicle=True,
-        train=(155, 1032),
-        gallery=(52, 1055),
-        query=(52, 591),
-        cams=range(0, 8),
-        id_pool=863,
-    ),
+    "WMVEID863": None,  # MSVR310's layout and counts (below), its own identity pool
 }
+DATASETS["WMVEID863"] = dict(DATASETS["MSVR310"], id_pool=863)
 MAX_IDS = len(PALETTE) * len(BANDS) * len(TI_ORDER)
 
 

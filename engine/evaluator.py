@@ -18,10 +18,10 @@ from data.datasets import unmatched_queries
 from data.samplers import shard_range
 from modeling import load_weights, select_pattern
 from utils import comm
-from utils.checkpoint import load_checkpoint
 from utils.events import EventWriter
 from utils.metrics import evaluate_rank, rank_features
 from utils.reranking import re_ranking
+from utils.safe_load import load_file
 
 from .defaults import provenance
 from .precision import amp_dtype, autocast, compile_model, uses_cuda_graphs
@@ -136,9 +136,11 @@ class Evaluator:
         cfg = self.cfg
         device = next(model.parameters()).device
         dtype = amp_dtype(cfg, device)
-        if present is None:
-            present = modality_sets(cfg)[0] if cfg.TEST.MISS != "none" else cfg.INPUT.MODALITIES
-        miss = [m for m in cfg.INPUT.MODALITIES if m not in present]
+        miss = (
+            missing_modalities(cfg)
+            if present is None
+            else [m for m in cfg.INPUT.MODALITIES if m not in present]
+        )
         was_training = model.training
         model.eval()
         loader = self._loader(records, device)
@@ -378,13 +380,11 @@ def evaluate_weights(cfg, model, splits, split="test"):
     iteration where it records one (checkpoints of train_net.py), as in training."""
     step = epoch = None
     if cfg.TEST.WEIGHT:
-        load_weights(model, cfg.TEST.WEIGHT, cfg)
+        ckpt = load_file(cfg.TEST.WEIGHT, "checkpoint")  # read once: weights and position
+        load_weights(model, ckpt, cfg, name=cfg.TEST.WEIGHT)
         logger.info("loaded %s", cfg.TEST.WEIGHT)
-        try:  # only the small fields are read: the tensors stay mapped on disk
-            ckpt = load_checkpoint(cfg.TEST.WEIGHT, mmap=True)
+        if isinstance(ckpt, dict):  # ours records where training was; bare state dicts do not
             step, epoch = ckpt.get("iteration"), ckpt.get("epoch")
-        except Exception:  # a bare state dict or a legacy file: no training position recorded
-            pass
     else:
         logger.warning("no TEST.WEIGHT: evaluating the untrained model")
     device = next(model.parameters()).device

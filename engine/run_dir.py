@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 
 from config import ConfigError
 from utils import comm
-from utils.checkpoint import LAST, PERIODIC, TMP_SUFFIX, load_checkpoint
+from utils.checkpoint import LAST, PERIODIC, TMP_SUFFIX, atomic_write, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def config_changes(saved_yaml, cfg):
     now = _flatten(cfg)
     changes = []
     for key in sorted(saved.keys() & now.keys()):
-        if key.startswith(FREE_ON_RESUME) or key in FREE_ON_RESUME:
+        if key.startswith(FREE_ON_RESUME):  # exact keys and the TEST. prefix alike
             continue
         if saved[key] != now[key]:
             changes.append((key, saved[key], now[key]))
@@ -274,10 +274,8 @@ def trim_records(output_dir, epoch):
                 continue
             kept.append(rec)
     if dropped:
-        tmp = f"{path}{TMP_SUFFIX}{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in kept)
-        os.replace(tmp, path)
+        text = "".join(json.dumps(r, allow_nan=True) + "\n" for r in kept)
+        atomic_write(path, lambda f: f.write(text.encode()))
         logger.info(
             "metrics.json: %d records after epoch %d removed (that epoch is redone)", dropped, epoch
         )

@@ -137,15 +137,15 @@ def stack_fusion(sd, heads):
     return out
 
 
-def load_weights(model, source, cfg):
+def load_weights(model, source, cfg, name=None):
     """Load a checkpoint file or state dict into `model`, strictly.
 
-    source: a path or a dict; accepted: our checkpoints ({"model": state_dict, ...}), bare state
-    dicts
-    (`module.` prefixes stripped) and DeMo's (detected by its `BACKBONE.` keys and converted).
+    source: a path or a dict (already read from the file `name`, which messages then name);
+    accepted: our checkpoints ({"model": state_dict, ...}), bare state dicts (`module.` prefixes
+    stripped) and DeMo's (detected by its `BACKBONE.` keys and converted).
     Returns the number of tensors loaded.
     """
-    name = source if isinstance(source, (str, os.PathLike)) else "state dict"
+    name = source if isinstance(source, (str, os.PathLike)) else (name or "state dict")
     # Our checkpoints (RNG states, optimizer, scheduler included) and DeMo's plain state dicts
     # both load with weights_only=True.
     sd = load_file(source, "checkpoint") if isinstance(source, (str, os.PathLike)) else source

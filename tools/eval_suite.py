@@ -29,7 +29,7 @@ from engine import defaults  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
 from engine.modality_suite import any_to_any, missing_suite  # noqa: E402
 from utils.feature_files import load_split  # noqa: E402
-from utils.heatmap import write_heatmap  # noqa: E402
+from utils.run_plots import MissingMatplotlib, heatmap, save  # noqa: E402
 
 AVERAGE = "avg missing"
 METRICS = ("mAP", "R1")
@@ -133,8 +133,12 @@ def any_to_any_report(cfg, model, splits, out, title):
         ]
         for p in patterns
     }
-    png = write_heatmap(os.path.join(out, "any_to_any.png"), labels, panels, title)
     print(text)
+    try:
+        png = save(heatmap(labels, panels, title), os.path.join(out, "any_to_any.png"), dpi=110)
+    except MissingMatplotlib as e:  # the tables are written; only the picture needs matplotlib
+        print(f"no heat map: {e}")
+        return results
     print(f"written to {out}/any_to_any.md, .json and {png}")
     return results
 

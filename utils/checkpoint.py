@@ -34,7 +34,8 @@ PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
 TMP_SUFFIX = ".tmp."  # a file being written is `<name>.tmp.<pid>` until it is complete
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
+    """write(binary file) into `path` so that a kill leaves the old file or the new one, whole."""
     tmp = f"{path}{TMP_SUFFIX}{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -55,7 +56,7 @@ def _atomic_write(path, write):
 
 def atomic_save(obj, path):
     """torch.save(obj, path) that either completes or leaves the previous file untouched."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def rng_state():
@@ -143,7 +144,7 @@ class Checkpointer:
             try:
                 atomic_save(state, path)
                 if mark_last:
-                    _atomic_write(
+                    atomic_write(
                         os.path.join(self.output_dir, LAST), lambda f: f.write(name.encode())
                     )
                 if PERIODIC.match(name):

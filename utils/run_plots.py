@@ -196,3 +196,36 @@ def save(fig, path, dpi=100):
     """Write the figure as PNG; returns the path."""
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def heatmap(labels, panels, title, metric="mAP"):
+    """The any-to-any matrix: one panel per {panel title: rows x columns values}, the query's
+    modality sets down (`labels`), the gallery's across, the value in every cell. Returns the
+    matplotlib Figure."""
+    n = len(panels)
+    size = 0.62 * len(labels) + 1.2
+    fig = _figure(figsize=(size * n + 1.6, size + 1.5), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    for i, (ax, (name, values)) in enumerate(zip(axes, panels.items())):
+        im = ax.imshow(values, vmin=0, vmax=100, cmap="viridis")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.tick_params(axis="y", labelleft=i == 0)
+        ax.set_xlabel("gallery modalities")
+        if i == 0:
+            ax.set_ylabel("query modalities")
+        ax.set_title(name)
+        for r, row in enumerate(values):
+            for c, v in enumerate(row):
+                ax.text(
+                    c,
+                    r,
+                    f"{v:.1f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if v > 60 else "white",
+                )
+    fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label=f"{metric} (%)")
+    fig.suptitle(title)
+    return fig
