@@ -65,7 +65,8 @@ NEUTRAL = {
             "SEED",
         )
     ),
-    # Scalars of the forward and the losses, dropout rates (no parameters), where it runs.
+    # Scalars of the forward and the losses, dropout rates, how SDTPS selects in training (no
+    # parameters; their draws come from the device generator, after the model is built), where it runs.
     *(
         f"MODEL.{k}"
         for k in (
@@ -81,11 +82,17 @@ NEUTRAL = {
             "NO_MARGIN",
             "SDTPS_BETA",
             "SDTPS_USE_GUMBEL",
+            "SDTPS_GUMBEL_MODE",
             "SDTPS_GUMBEL_TAU",
+            "SDTPS_SCORE_GRAD",
             "SDTPS_LOSS_WEIGHT",
         )
     ),
     "INPUT.SIZE_TEST",
+    # Modality dropout draws its own column of the per-sample stream (data/transforms.py): the
+    # other augmentations and the order stay those of the same seed without it.
+    "INPUT.MODALITY_DROPOUT",
+    "INPUT.MODALITY_DROPOUT_SETS",
     "INPUT.PIXEL_MEAN",
     "INPUT.PIXEL_STD",
     "DATALOADER.NUM_WORKERS",
