@@ -51,8 +51,9 @@ _C.MODEL.SDTPS_USE_GUMBEL = False  # Gumbel-softmax decision matrix in training 
 #        top-K of (s + g) / tau (weights in (0, 1) summing to K); the extra token pools the
 #        patches by 1 - that weight. Tends to `sample` as tau -> 0; at tau 1 most weights are far
 #        from 0 and 1, so training mixes in patches that evaluation drops.
-# Which to try first: the defaults (ste, Gumbel off). None of the modes, SDTPS_SCORE_GRAD or a loss
-# weight of 2 has been measured on the study protocol yet (docs/ACCURACY.md lists what has).
+# Which to try first: the defaults (Gumbel off). On the study protocol (docs/ACCURACY.md, 1-2 seeds
+# each so far) ste, SDTPS_SCORE_GRAD and loss weight 2 land within about 2 mAP points of them, while
+# sample and soft lose 5-9 points on the fused feature: try those last.
 _C.MODEL.SDTPS_GUMBEL_MODE = "ste"
 _C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel temperature (ste / sample: of the backward; soft: weights)
 _C.MODEL.SDTPS_SCORE_GRAD = False  # True: the cosine guide scores carry gradient (backbone, PIFE)

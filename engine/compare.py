@@ -16,7 +16,10 @@ A run's state on disk decides what a (re)run of the study does with it:
             checkpoints): the folder is cleared and the run starts from scratch (the study owns
             these folders).
 A done or resumable run must have been trained with the config the study asks for now
-(config.yaml), else planning stops before anything runs. One study process at a time holds
+(config.yaml), else planning stops before anything runs. Once a run is done, what only served to
+resume it (last.pth with the optimizer state, about twice model_final.pth's size, and the
+last_checkpoint file naming it) is removed unless the study keeps it (`keep_last`): a study of
+forty ViT-B runs would otherwise hold 30 GB of them. One study process at a time holds
 OUT/compare.lock; a run folder whose train.lock is held by a live run stops the planning too.
 """
 
@@ -31,7 +34,7 @@ import time
 import torch
 
 from config import ConfigError, load_config
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import LAST, RESUME, load_checkpoint
 from utils.run_records import METRICS_FILE, final_test, last_test, read_records
 
 from .run_dir import LOCK as TRAIN_LOCK
@@ -115,6 +118,7 @@ class Study:
     entries: list
     runs: list
     lock: object = None  # the open OUT/compare.lock, held while the study runs
+    keep_last: bool = False  # keep the resume checkpoint of finished runs
 
 
 def split_overrides(opts):
@@ -221,6 +225,15 @@ def run_state(folder, max_epochs):
     except RunDirError:
         return "fresh", "it holds a run but no checkpoint that loads completely"
     return ("resume", "") if path else ("fresh", "")
+
+
+def drop_resume_state(folder):
+    """Remove a finished run's resume checkpoint (last.pth) and the file naming it; periodic
+    checkpoints (SOLVER.CHECKPOINT_PERIOD) and model_final / model_best stay."""
+    for name in (LAST, RESUME):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.remove(path)
 
 
 def best_done(folder):
@@ -511,6 +524,8 @@ def execute(study, jobs, parallel, spawner=None):
                     _start(job, job.env, spawner)
                 else:
                     del running[slot]
+                    if rc == 0 and not study.keep_last:
+                        drop_resume_state(job.run.folder)
     except KeyboardInterrupt:
         for job in running.values():
             job.proc.terminate()
@@ -527,6 +542,8 @@ def collect(study):
         state, _ = run_state(run.folder, max_epochs)
         if state == "done":
             run.final = final_test(read_records(run.folder), max_epochs)
+            if not study.keep_last:  # also runs an earlier invocation finished
+                drop_resume_state(run.folder)
         elif not run.error:
             run.error = f"{run.folder} holds no finished run"
         if run.entry.has_val and state == "done":

@@ -66,7 +66,7 @@ NEUTRAL = {
         )
     ),
     # Scalars of the forward and the losses, dropout rates, how SDTPS selects in training (no
-    # parameters; their draws come from the device generator, after the model is built), where it runs.
+    # parameters; its draws come from the device generator, after the model is built), the device.
     *(
         f"MODEL.{k}"
         for k in (

@@ -9,6 +9,7 @@ import logging
 import time
 
 from utils import comm
+from utils.checkpoint import RESUME
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class Checkpoint(HookBase):
     def after_epoch(self):
         t = self.trainer
         extra, step = dict(t.state), t.step_of(t.epoch)
-        t.checkpointer.save("last.pth", t.epoch, t.cfg, extra=extra, mark_last=True, iteration=step)
+        t.checkpointer.save(RESUME, t.epoch, t.cfg, extra=extra, mark_last=True, iteration=step)
         period = t.cfg.SOLVER.CHECKPOINT_PERIOD
         if period > 0 and t.epoch % period == 0:
             t.checkpointer.save(

@@ -23,7 +23,7 @@ from yacs.config import CfgNode
 
 from config import ConfigError
 from utils import comm
-from utils.checkpoint import LAST, PERIODIC, TMP_SUFFIX, atomic_write, load_checkpoint
+from utils.checkpoint import LAST, PERIODIC, RESUME, TMP_SUFFIX, atomic_write, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ LOCK = "train.lock"
 # Files that only a training run writes: a folder holding any of them holds a run.
 RUN_FILES = (
     "last_checkpoint",
-    "last.pth",
+    RESUME,
     "model_final.pth",
     "model_best.pth",
     "metrics.json",
@@ -153,7 +153,7 @@ def resume_candidates(output_dir):
             named = f.read().strip()
         if named:
             names.append(named)
-    present = [n for n in os.listdir(output_dir) if n == "last.pth" or PERIODIC.match(n)]
+    present = [n for n in os.listdir(output_dir) if n == RESUME or PERIODIC.match(n)]
     present.sort(key=lambda n: os.path.getmtime(os.path.join(output_dir, n)), reverse=True)
     return names + [n for n in present if n not in names]
 

@@ -52,6 +52,11 @@ def parse(argv):
         help=f"runs at once (default: 1 on the CPU, {compare.GPU_RUNS_PER_DEVICE} per GPU)",
     )
     p.add_argument("--dry-run", action="store_true", help="show each run's state and stop")
+    p.add_argument(
+        "--keep-last",
+        action="store_true",
+        help="keep the resume checkpoint (last.pth) of finished runs (default: removed)",
+    )
     p.epilog = "KEY VALUE overrides for every run may come anywhere among the options."
     # The overrides are what argparse does not know, so options may also follow them.
     args, rest = p.parse_known_args(argv)
@@ -73,6 +78,7 @@ def main(argv=None):
     try:
         args, opts, out = parse(argv)
         study = compare.plan(args.config, args.seeds, opts, out)
+        study.keep_last = args.keep_last
     except compare.StudyError as e:
         sys.stderr.write(f"compare: {e}\n")
         return 2

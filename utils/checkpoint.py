@@ -30,6 +30,7 @@ from .safe_load import load_file
 logger = logging.getLogger(__name__)
 
 LAST = "last_checkpoint"
+RESUME = "last.pth"  # the checkpoint written every epoch, for resuming
 PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
 TMP_SUFFIX = ".tmp."  # a file being written is `<name>.tmp.<pid>` until it is complete
 

@@ -503,8 +503,9 @@ def final_map(folder, pattern="3"):
 
 def kill_in_epoch_2(folder):
     """Leave `folder` as a SIGKILL in epoch 2 does: epoch 1's checkpoint is the last one."""
-    for name in ("last.pth", "model_0002.pth", "model_final.pth"):
+    for name in ("model_0002.pth", "model_final.pth"):
         os.remove(os.path.join(folder, name))
+    # (the study removed the finished run's last.pth and last_checkpoint; a kill leaves them)
     best = os.path.join(folder, "model_best.pth")
     if torch.load(best, weights_only=True, mmap=True)["epoch"] > 1:
         os.remove(best)  # epoch 2's better model was not there yet
@@ -561,6 +562,10 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     for name in ("compare.md", "compare_curves.png", "compare_map.png", "compare_map_best.png"):
         assert (out / name).stat().st_size > 1000, name
     assert first["final"]["paste"] in (out / "compare.md").read_text()
+    for r in first["runs"]:  # finished: only what resumes it is gone
+        left = set(os.listdir(r["folder"]))
+        assert {"model_final.pth", "model_0001.pth", "model_0002.pth"} <= left
+        assert not {"last.pth", "last_checkpoint"} & left
 
     kill_in_epoch_2(out / "RGBNT201-DeMo" / "seed_2")
     damaged = out / "RGBNT201-DeMo_SDTPS" / "seed_1"
@@ -568,7 +573,7 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     for name in ("last.pth", "model_0001.pth", "model_0002.pth"):
         (damaged / name).write_bytes(b"not a checkpoint")
     calls.clear()
-    assert compare_tool.main(argv) == 0
+    assert compare_tool.main([*argv, "--keep-last"]) == 0
     trains = [c for c in calls if c[1].endswith("train_net.py")]
     assert [(c[c.index("OUTPUT_DIR") + 1], "--resume" in c) for c in trains] == [
         (str(damaged), False),
@@ -577,6 +582,8 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     assert sum(c[1].endswith("test_net.py") for c in calls) == 2
     again = json.load(open(out / "compare.json"))
     assert [r["action"] for r in again["runs"]] == ["reused", "trained", "resumed", "reused"]
+    kept = [os.path.isfile(os.path.join(r["folder"], "last.pth")) for r in again["runs"]]
+    assert kept == [False, True, True, False]  # --keep-last: the runs this invocation finished
     log = (out / "RGBNT201-DeMo" / "seed_2" / "log.txt").read_text()
     assert "(epoch 1 finished)" in log
     # On the CPU a resumed run and a run started again repeat the originals exactly.
