@@ -37,7 +37,10 @@ def main(args):
     try:
         with Evaluator(cfg, splits) as evaluator:
             trainer = Trainer(cfg, model, loader, evaluator)
-            return trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
+            results = trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
+        # Against the epochs' own times in metrics.json: the run's fixed cost.
+        logger.info("run done %.1f s after the process started", defaults.process_seconds())
+        return results
     finally:
         if lock is not None:
             lock.release()

@@ -9,6 +9,7 @@ import platform
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -21,6 +22,21 @@ from utils.logger import capture_records, flush_pending, setup_logger
 from utils.safe_load import WeightsFileError, load_file
 
 logger = logging.getLogger(__name__)
+_IMPORTED = time.perf_counter()
+
+
+def process_seconds():
+    """Seconds since this process started (Linux: /proc), elsewhere since this module was
+    imported: what a run's start-up (interpreter, imports, device) and fixed costs are read from."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
 
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "yacs")
 
@@ -151,6 +167,9 @@ def setup(cfg, log_name="log.txt"):
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_logger(cfg.OUTPUT_DIR, log_name)
     logger.info("command: %s", " ".join(sys.argv))
+    logger.info(
+        "%.1f s after the process started (interpreter, imports, device)", process_seconds()
+    )
     logger.info(
         "device %s, world size %d, seed %d, output %s",
         device,

@@ -2,6 +2,7 @@
 smoke configs, resume after a real SIGKILL in epoch 2, the NaN stop, re-ranking and TEST.MISS."""
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -39,6 +40,20 @@ def test_smoke_training_writes_the_run_folder(full_run):
     assert "git_commit" in line["provenance"]
     log = open(full_run / "log.txt").read()
     assert "| 3 (ori+fused) |" in log and "epoch 2 iter 1/" in log
+    # where a run's time goes: start-up, then the end, against the epochs' seconds
+    started, done = (
+        float(re.search(pattern, log).group(1))
+        for pattern in (
+            r"\] ([0-9.]+) s after the process started \(interpreter, imports, device\)",
+            r"\] run done ([0-9.]+) s after the process started",
+        )
+    )
+    epochs = sum(
+        x["seconds"]
+        for x in map(json.loads, open(full_run / "metrics.json"))
+        if x["type"] == "epoch"
+    )
+    assert 0 < started < done and done > epochs
 
 
 @pytest.mark.slow
