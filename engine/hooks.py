@@ -6,10 +6,11 @@ epoch and after each step. The order in `Trainer.hooks` is the order they run.
 
 import datetime
 import logging
+import os
 import time
 
 from utils import comm
-from utils.checkpoint import RESUME
+from utils.checkpoint import FINAL, RESUME
 
 logger = logging.getLogger(__name__)
 
@@ -196,15 +197,27 @@ def _score(results, pattern):
 
 
 class Checkpoint(HookBase):
-    """last.pth + `last_checkpoint` every epoch, model_{epoch:04d}.pth every CHECKPOINT_PERIOD
-    epochs (last KEEP_CHECKPOINTS kept), model_final.pth at the end. Files are written in the
-    background while the next epoch trains (utils/checkpoint.py); training ends once all are on
-    disk."""
+    """last.pth + `last_checkpoint` every epoch but the last, model_{epoch:04d}.pth every
+    CHECKPOINT_PERIOD epochs (last KEEP_CHECKPOINTS kept), and in the last epoch's place of
+    last.pth, before its evaluation, model_final.pth: one write of the full state instead of
+    two, and a run killed in its final evaluation resumes from it and only evaluates (or, with
+    a longer schedule, trains on from it). Files are written in the background while training
+    goes on (utils/checkpoint.py); training ends once all are on disk."""
+
+    saved_final = False  # model_final.pth written by this process
 
     def after_epoch(self):
         t = self.trainer
         extra, step = dict(t.state), t.step_of(t.epoch)
-        t.checkpointer.save(RESUME, t.epoch, t.cfg, extra=extra, mark_last=True, iteration=step)
+        last = self.saved_final = t.epoch == t.max_epochs
+        t.checkpointer.save(
+            FINAL if last else RESUME,
+            t.epoch,
+            t.cfg,
+            extra=extra,
+            mark_last=True,
+            iteration=step,
+        )
         period = t.cfg.SOLVER.CHECKPOINT_PERIOD
         if period > 0 and t.epoch % period == 0:
             t.checkpointer.save(
@@ -213,8 +226,15 @@ class Checkpoint(HookBase):
 
     def after_train(self):
         t = self.trainer
-        t.checkpointer.save(
-            "model_final.pth", t.epoch, t.cfg, extra=dict(t.state), iteration=t.step_of(t.epoch)
+        # A resumed run with no epoch left to train has model_final.pth already, unless its
+        # checkpoint was a last.pth of the last epoch (folders written before model_final.pth
+        # took last.pth's place there).
+        missing = not self.saved_final and comm.broadcast_object(
+            not os.path.isfile(os.path.join(t.cfg.OUTPUT_DIR, FINAL))
         )
+        if missing:
+            t.checkpointer.save(
+                FINAL, t.epoch, t.cfg, extra=dict(t.state), iteration=t.step_of(t.epoch)
+            )
         t.checkpointer.wait()
         comm.synchronize()

@@ -23,7 +23,15 @@ from yacs.config import CfgNode
 
 from config import ConfigError
 from utils import comm
-from utils.checkpoint import LAST, PERIODIC, RESUME, TMP_SUFFIX, atomic_write, load_checkpoint
+from utils.checkpoint import (
+    FINAL,
+    LAST,
+    PERIODIC,
+    RESUME,
+    TMP_SUFFIX,
+    atomic_write,
+    load_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +40,7 @@ LOCK = "train.lock"
 RUN_FILES = (
     "last_checkpoint",
     RESUME,
-    "model_final.pth",
+    FINAL,
     "model_best.pth",
     "metrics.json",
     "config.yaml",

@@ -30,7 +30,8 @@ from .safe_load import load_file
 logger = logging.getLogger(__name__)
 
 LAST = "last_checkpoint"
-RESUME = "last.pth"  # the checkpoint written every epoch, for resuming
+RESUME = "last.pth"  # the checkpoint written every epoch but the last, for resuming
+FINAL = "model_final.pth"  # the checkpoint of the last epoch
 PERIODIC = re.compile(r"^model_(\d{4,})\.pth$")
 TMP_SUFFIX = ".tmp."  # a file being written is `<name>.tmp.<pid>` until it is complete
 

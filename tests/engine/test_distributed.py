@@ -50,9 +50,9 @@ def test_two_process_training_completes_and_resumes(cli, tmp_path):
     )
     assert first.returncode == 0, first.stderr[-3000:]
     assert "0.5 MB gradient buckets, all-reduced in bfloat16" in open(tmp_path / "log.txt").read()
-    assert torch.load(tmp_path / "last.pth", weights_only=True)["epoch"] == 1
-    # Resuming under the same schedule length: epoch 2 runs, epoch 1 is not redone.
-    (tmp_path / "model_final.pth").unlink()
+    # The last epoch's checkpoint is model_final.pth, in last.pth's place.
+    assert torch.load(tmp_path / "model_final.pth", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "last.pth").exists()
     # A longer schedule is a changed config: refused, once (rank 0 speaks), then accepted.
     refused = cli("train_net.py", tmp_path, extra=["--resume"], nproc=2)
     assert refused.returncode != 0 and refused.stderr.count("SOLVER.MAX_EPOCHS: 1 -> 2") == 1

@@ -2,8 +2,8 @@
 smoke configs, resume after a real SIGKILL in epoch 2, the NaN stop, re-ranking and TEST.MISS."""
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess

@@ -113,10 +113,12 @@ def test_run_writes_checkpoints_and_metrics(tmp_path):
     assert "model_0001.pth" not in names  # rotated away: only the last two are kept
     for n in ("model_0002.pth", "model_0003.pth", "model_final.pth", "last.pth", "metrics.json"):
         assert n in names
-    assert read_last(str(tmp_path)) == os.path.join(str(tmp_path), "last.pth")
-    ckpt = torch.load(tmp_path / "last.pth", weights_only=True)
-    assert ckpt["epoch"] == 3
-    assert set(ckpt) >= {"model", "optimizer", "scheduler", "scaler", "rng", "cfg"}
+    # The last epoch's checkpoint is model_final.pth (in last.pth's place); last.pth the one before.
+    assert read_last(str(tmp_path)) == os.path.join(str(tmp_path), "model_final.pth")
+    for name, epoch in (("model_final.pth", 3), ("last.pth", 2)):
+        ckpt = torch.load(tmp_path / name, weights_only=True)
+        assert ckpt["epoch"] == epoch
+        assert all(ckpt[k] is not None for k in ("model", "optimizer", "scheduler", "rng", "cfg"))
     lines = [json.loads(x) for x in open(tmp_path / "metrics.json")]
     train = [x for x in lines if x["type"] == "train"]
     assert len(train) == 6  # iterations 2 and 4 of each of 3 epochs
@@ -289,6 +291,22 @@ def test_a_crash_in_evaluation_keeps_the_epochs_weights_and_resume_finishes_it(t
     assert again.calls == [("val", 2), ("val", 3), ("val", 4), ("test", 4)]
     best = torch.load(tmp_path / "model_best.pth", weights_only=True)
     assert best["epoch"] == 2 and best["extra"]["best_val_mAP"] == 30.0
+
+
+def test_a_crash_in_the_final_evaluation_resumes_from_model_final_and_only_evaluates(tmp_path):
+    cfg = _cfg(tmp_path, *VAL)
+    scores = {1: 10.0, 2: 30.0, 3: 20.0, 4: 25.0}
+    with pytest.raises(KeyboardInterrupt):
+        _train(cfg, evaluator=Recorder(scores, fail_at=("test", 4)))
+    final = tmp_path / "model_final.pth"
+    assert read_last(cfg.OUTPUT_DIR) == str(final)  # written before the final evaluation
+    weights = torch.load(final, weights_only=True)
+    assert weights["epoch"] == 4 and weights["optimizer"] is not None
+    again = Recorder(scores)
+    _train(cfg, resume=True, evaluator=again)
+    assert again.calls == [("test", 4)]
+    after = torch.load(final, weights_only=True)
+    assert all(torch.equal(after["model"][k], v) for k, v in weights["model"].items())
 
 
 def test_model_best_is_never_replaced_by_a_worse_model_after_a_resume(tmp_path):

@@ -583,7 +583,9 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     again = json.load(open(out / "compare.json"))
     assert [r["action"] for r in again["runs"]] == ["reused", "trained", "resumed", "reused"]
     kept = [os.path.isfile(os.path.join(r["folder"], "last.pth")) for r in again["runs"]]
-    assert kept == [False, True, True, False]  # --keep-last: the runs this invocation finished
+    # --keep-last: the run trained again keeps epoch 1's last.pth; the resumed one trained only
+    # its last epoch, whose checkpoint is model_final.pth
+    assert kept == [False, True, False, False]
     log = (out / "RGBNT201-DeMo" / "seed_2" / "log.txt").read_text()
     assert "(epoch 1 finished)" in log
     # On the CPU a resumed run and a run started again repeat the originals exactly.
