@@ -48,7 +48,7 @@ NEUTRAL = {
             "WEIGHT_DECAY",
             "WEIGHT_DECAY_BIAS",
             "MARGIN",
-            "WARMUP_ITERS",
+            "WARMUP_EPOCHS",
             "WARMUP_FACTOR",
             "MIN_LR_FACTOR",
             "LR_NOISE",
@@ -66,7 +66,8 @@ NEUTRAL = {
         )
     ),
     # Scalars of the forward and the losses, dropout rates, how SDTPS selects in training (no
-    # parameters; their draws come from the device generator, after the model is built), where it runs.
+    # parameters; their draws come from the device generator, after the model is built), where
+    # it runs.
     *(
         f"MODEL.{k}"
         for k in (

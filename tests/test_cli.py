@@ -127,7 +127,7 @@ def test_config_messages_reach_log_txt(synthetic_root, tmp_path):
         "8",
         "DATALOADER.NUM_INSTANCE",
         "2",
-        "SOLVER.WARMUP_ITERS",
+        "SOLVER.WARMUP_EPOCHS",
         "1",
         "TEST.IMS_PER_BATCH",
         "16",
