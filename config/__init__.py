@@ -1,4 +1,4 @@
 from .defaults import get_cfg
-from .validate import ConfigError, dump_config, feature_dim, load_config
+from .validate import ConfigError, dump_config, feature_dim, load_config, translate_keys
 
-__all__ = ["get_cfg", "load_config", "dump_config", "feature_dim", "ConfigError"]
+__all__ = ["get_cfg", "load_config", "dump_config", "feature_dim", "translate_keys", "ConfigError"]

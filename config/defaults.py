@@ -1,8 +1,10 @@
 """The whole configuration tree, one comment per key.
 
-Key names follow DeMo / TransReID where those codebases have one, so their YAML files merge here
-(`config/validate.py` translates their legacy values). `get_cfg()` returns a fresh clone: nothing
-in the project mutates a global config.
+Key names follow DeMo / TransReID where those codebases have one that says what the key means, so
+their YAML files merge here; where it does not (a warm-up counted in epochs named ITERS, a flag
+written as an int), the key has a name of its own and `config/validate.py`'s legacy table
+translates DeMo's name and values. `get_cfg()` returns a fresh clone: nothing in the project
+mutates a global config.
 """
 
 from yacs.config import CfgNode as CN
@@ -14,7 +16,8 @@ _C = CN()
 # ------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.DEVICE = "auto"  # "auto" (cuda when available), "cuda" or "cpu"
-_C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"  # ViT-B-16 (CLIP), vit_base_patch16_224, tiny_clip, tiny_vit
+# Backbone type: a name registered in modeling/backbones/specs.py (ViT-B-16 is CLIP's tower).
+_C.MODEL.TRANSFORMER_TYPE = "ViT-B-16"
 _C.MODEL.PRETRAIN_PATH = ""  # backbone weights (.pt, .pth, .npz, or our model_*.pth); "" = random
 _C.MODEL.STRIDE_SIZE = (16, 16)  # patch-embedding stride (H, W); < 16 gives overlapping patches
 _C.MODEL.SIE_CAMERA = True  # learnable camera embedding (SIE)
@@ -29,7 +32,10 @@ _C.MODEL.GLOBAL_LOCAL = True  # PIFE: global = reduce([cls ; mean(patches)]) per
 _C.MODEL.HDM = True  # DeMo's hierarchical decoupling module (seven query attentions)
 _C.MODEL.ATM = True  # DeMo's attention-triggered mixture of experts (needs HDM)
 _C.MODEL.HEAD = 4  # ATM heads (must divide the feature width)
-_C.MODEL.DIRECT = 1  # 1: one BNNeck head on [R;N;T]; 0: one head per modality
+# The un-fused features' ID and triplet losses: True, one BNNeck head on the concatenation
+# [R; N; T]; False, one head per modality on its own global feature. Evaluation's "ori" is
+# [R; N; T] either way. DeMo's MODEL.DIRECT 1 / 0 still loads as True / False.
+_C.MODEL.JOINT_ORI_HEAD = True
 _C.MODEL.ID_LOSS_WEIGHT = 0.25  # weight of each label-smoothed cross-entropy term
 _C.MODEL.TRIPLET_LOSS_WEIGHT = 1.0  # weight of each batch-hard triplet term
 _C.MODEL.LABEL_SMOOTH = 0.1  # label-smoothing epsilon of the ID loss
@@ -73,7 +79,7 @@ _C.INPUT = CN()
 _C.INPUT.MODALITIES = ("RGB", "NI", "TI")  # modality names; batches carry images by these
 _C.INPUT.SIZE_TRAIN = (256, 128)  # (H, W) of training images
 _C.INPUT.SIZE_TEST = (256, 128)  # (H, W) of test images
-_C.INPUT.PROB = 0.5  # horizontal-flip probability
+_C.INPUT.FLIP_PROB = 0.5  # horizontal-flip probability (DeMo's INPUT.PROB still loads)
 _C.INPUT.RE_PROB = 0.5  # random-erasing probability (timm RandomErasing, pixel mode)
 _C.INPUT.PIXEL_MEAN = (0.5, 0.5, 0.5)  # normalisation mean
 _C.INPUT.PIXEL_STD = (0.5, 0.5, 0.5)  # normalisation std
@@ -90,7 +96,7 @@ _C.INPUT.MODALITY_DROPOUT_SETS = ()
 # DATASETS
 # ------------------------------------------------------------------------------------------------
 _C.DATASETS = CN()
-_C.DATASETS.NAMES = "RGBNT201"  # RGBNT201, RGBNT100, MSVR310 or WMVEID863
+_C.DATASETS.NAMES = "RGBNT201"  # a dataset registered in data/datasets/ (one file per name)
 _C.DATASETS.ROOT_DIR = "data_root"  # folder holding the dataset folders
 _C.DATASETS.VAL_FRACTION = 0.0  # fraction of train ids held out as a validation split (0 = none)
 _C.DATASETS.SKIP_BAD = False  # skip (and count in the log) unreadable samples instead of stopping
@@ -117,7 +123,7 @@ _C.SOLVER.MOMENTUM = 0.9  # SGD momentum
 _C.SOLVER.WEIGHT_DECAY = 1e-4  # weight decay of weights
 _C.SOLVER.WEIGHT_DECAY_BIAS = 1e-4  # weight decay of biases
 _C.SOLVER.MARGIN = 0.3  # triplet margin when MODEL.NO_MARGIN is False
-_C.SOLVER.WARMUP_ITERS = 10  # warm-up length in epochs (DeMo's name)
+_C.SOLVER.WARMUP_EPOCHS = 10  # linear warm-up length in epochs (DeMo's WARMUP_ITERS still loads)
 _C.SOLVER.WARMUP_FACTOR = 0.1  # warm-up starts at this x BASE_LR (absolute, every group)
 _C.SOLVER.MIN_LR_FACTOR = 0.001  # cosine floor = this x BASE_LR (absolute, every group)
 _C.SOLVER.LR_NOISE = True  # DeMo's multiplicative LR noise (67 %, seeded 42 + epoch)
@@ -147,10 +153,14 @@ _C.TEST.RE_RANKING = False  # k-reciprocal re-ranking
 _C.TEST.RE_RANKING_K1 = 20  # re-ranking k1
 _C.TEST.RE_RANKING_K2 = 6  # re-ranking k2
 _C.TEST.RE_RANKING_LAMBDA = 0.3  # re-ranking lambda
-_C.TEST.MISS = "none"  # zero these modalities at test: none, r, n, t, rn, rt, nt
+# Modalities missing at test time, from query and gallery alike: names of INPUT.MODALITIES, e.g.
+# ("TI",) or ("RGB", "NI"), zeroed after normalisation; () = nothing missing. DeMo's TEST.MISS
+# letters (r, n, t: the first, second, third of INPUT.MODALITIES) still load.
+_C.TEST.MISSING_MODALITIES = ()
 # Any-to-any evaluation: the modalities the query / the gallery comes with (names of
-# INPUT.MODALITIES; () = all of them). The others are zeroed after normalisation, as TEST.MISS does
-# on both sides; TEST.MISS is the shorthand for one set on both sides and cannot be combined.
+# INPUT.MODALITIES; () = all of them). The others are zeroed after normalisation, as
+# TEST.MISSING_MODALITIES does on both sides; that key is the shorthand for one set on both sides
+# and cannot be combined with these.
 _C.TEST.QUERY_MODALITIES = ()
 _C.TEST.GALLERY_MODALITIES = ()
 _C.TEST.MAX_RANK = 50  # longest CMC curve computed

@@ -1,8 +1,10 @@
 """Loading a config: `_BASE_` inheritance, DeMo's legacy keys and values, types, impossible values.
 
 Every failure raises `ConfigError` with a message that names the offending key (and file, where
-there is one). DeMo's own YAML files load: renamed keys are translated, keys with no meaning here
-are reported and dropped, `'yes'/'no'` strings become booleans, `TEST.MISS "nothing"` is `"none"`.
+there is one). DeMo's own YAML files load: renamed keys are translated (one log line per old key),
+keys with no meaning here are reported and dropped, `'yes'/'no'` strings become booleans. The same
+table translates the configs stored by earlier versions (a run's config.yaml, a checkpoint's cfg),
+so they keep loading and comparing: `translate_keys`.
 """
 
 import ast
@@ -10,6 +12,7 @@ import copy
 import difflib
 import logging
 import os
+from dataclasses import dataclass
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -21,14 +24,12 @@ logger = logging.getLogger(__name__)
 # Sections a dumped config.yaml carries beside the config; informative, dropped on load.
 INFO_SECTIONS = ("DERIVED", "PROVENANCE")
 
-FEATURE_DIMS = {"ViT-B-16": 512, "vit_base_patch16_224": 768}
-TRANSFORMER_TYPES = ("ViT-B-16", "vit_base_patch16_224", "tiny_clip", "tiny_vit")
-MISS_CHOICES = ("none", "r", "n", "t", "rn", "rt", "nt")
-
-# DeMo / TransReID keys that were renamed here: old -> new.
+# DeMo / TransReID keys that were renamed here, the value unchanged: old -> new.
 RENAMED = {
     "MODEL.PRETRAIN_PATH_T": "MODEL.PRETRAIN_PATH",
     "MODEL.TRI_LOSS_WEIGHT": "MODEL.TRIPLET_LOSS_WEIGHT",
+    "SOLVER.WARMUP_ITERS": "SOLVER.WARMUP_EPOCHS",  # DeMo's scheduler counts it in epochs
+    "INPUT.PROB": "INPUT.FLIP_PROB",
 }
 # DeMo / TransReID keys with no meaning here: key -> why it is dropped.
 IGNORED = {
@@ -64,9 +65,58 @@ IGNORED = {
     "TEST.PIDS": "ids are not dumped",
     "TEST.CAMIDS": "camera ids are not dumped",
 }
-LEGACY_VALUES = {("TEST.MISS", "nothing"): "none"}
 # DeMo's on/off switches that became a value here: key -> (new key, value if on, value if off).
 LEGACY_SWITCHES = {"MODEL.IF_LABELSMOOTH": ("MODEL.LABEL_SMOOTH", 0.1, 0.0)}
+# DeMo's letters of TEST.MISS: the first, second and third of INPUT.MODALITIES (R, N, T).
+MISS_LETTERS = "rnt"
+
+
+@dataclass(frozen=True)
+class _ByPosition:
+    """DeMo's TEST.MISS letters, kept as positions until INPUT.MODALITIES is final (a later file
+    or override may set it), then read as those modalities' names."""
+
+    written: str
+    positions: tuple
+
+    def names(self, modalities):
+        return tuple(modalities[i] for i in self.positions)
+
+
+def _joint_ori_head(value, where):
+    """DeMo's MODEL.DIRECT, an int used as a flag (1: one head on [R; N; T]) -> the bool."""
+    if isinstance(value, bool) or value not in (0, 1):
+        raise ConfigError(
+            f"MODEL.DIRECT (DeMo's name for MODEL.JOINT_ORI_HEAD) must be 0 or 1, got {value!r}"
+            f"{where}; or write MODEL.JOINT_ORI_HEAD True / False"
+        )
+    return value == 1
+
+
+def _miss_positions(value, where):
+    """DeMo's TEST.MISS ("none" / "nothing", or up to two of the letters r, n, t) -> _ByPosition."""
+    text = str(value)
+    if text in ("none", "nothing"):
+        return _ByPosition(text, ())
+    if (
+        not 0 < len(text) < len(MISS_LETTERS)
+        or any(c not in MISS_LETTERS for c in text)
+        or len(set(text)) != len(text)
+    ):
+        raise ConfigError(
+            f"TEST.MISS (DeMo's name for TEST.MISSING_MODALITIES) {value!r}{where} is not one of "
+            "none, nothing, r, n, t, rn, rt, nt (r, n, t: the first, second, third of "
+            "INPUT.MODALITIES); or write TEST.MISSING_MODALITIES with modality names, e.g. "
+            "\"('TI',)\""
+        )
+    return _ByPosition(text, tuple(sorted(MISS_LETTERS.index(c) for c in text)))
+
+
+# DeMo keys whose value changes form as well as its name: old key -> (new key, converter).
+CONVERTED = {
+    "MODEL.DIRECT": ("MODEL.JOINT_ORI_HEAD", _joint_ori_head),
+    "TEST.MISS": ("TEST.MISSING_MODALITIES", _miss_positions),
+}
 
 
 class ConfigError(ValueError):
@@ -167,54 +217,125 @@ def _coerce(key, value, default, source):
     return value
 
 
-def _apply(cfg, flat, source):
+def _translate(key, value, source):
+    """(key, value) with DeMo's name and value translated (one log line per old key); (None, None)
+    for a key with no meaning here. TEST.MISS comes back as _ByPosition (see `_resolve`)."""
+    where = f" (from {source})" if source else ""
+    if key in RENAMED:
+        new_key = RENAMED[key]
+        logger.warning(
+            "%s%s is DeMo's name for %s; read as %s = %r", key, where, new_key, new_key, value
+        )
+        return new_key, value
+    if key in CONVERTED:
+        new_key, convert = CONVERTED[key]
+        new = convert(value, where)
+        if not isinstance(new, _ByPosition):  # logged once the positions have names
+            logger.warning(
+                "%s %r%s is DeMo's name for %s; read as %s = %r",
+                key,
+                value,
+                where,
+                new_key,
+                new_key,
+                new,
+            )
+        return new_key, new
+    if key in LEGACY_SWITCHES:
+        new_key, on, off = LEGACY_SWITCHES[key]
+        new = on if str(value).lower() in ("on", "yes", "true") else off
+        logger.warning(
+            "%s%s is DeMo's switch for %s; read as %s = %s", key, where, new_key, new_key, new
+        )
+        return new_key, new
+    if key in IGNORED:
+        logger.warning("%s = %r%s is ignored here: %s", key, value, where, IGNORED[key])
+        return None, None
+    return key, value
+
+
+def _resolve(key, value, modalities, source):
+    """The modality names of DeMo's TEST.MISS letters (`value`, a _ByPosition), logged."""
+    names = value.names(modalities)
+    where = f" (from {source})" if source else ""
+    logger.warning(
+        "TEST.MISS %r%s is DeMo's name for %s (its letters r, n, t are the first, second, third "
+        "of INPUT.MODALITIES %s); read as %s = %r",
+        value.written,
+        where,
+        key,
+        list(modalities),
+        key,
+        names,
+    )
+    return names
+
+
+def _apply(cfg, flat, source, positional):
+    """Merge the flat {key: value} mapping of one source into cfg. Values of DeMo's TEST.MISS are
+    collected in `positional` ({key: (value, source)}) for `load_config` to resolve once
+    INPUT.MODALITIES is final; a later value of the same key replaces them."""
     known = _leaf_keys(cfg)
     for key, value in flat.items():
         if key.split(".")[0] in INFO_SECTIONS:
             continue
-        value = _decode(value)
-        if key in RENAMED:
-            logger.warning("%s is DeMo's name for %s; read as such", key, RENAMED[key])
-            key = RENAMED[key]
-        if key in LEGACY_SWITCHES:
-            new_key, on, off = LEGACY_SWITCHES[key]
-            value = on if str(value).lower() in ("on", "yes", "true") else off
-            logger.warning(
-                "%s is DeMo's switch for %s; read as %s = %s", key, new_key, new_key, value
-            )
-            key = new_key
-        if key in IGNORED:
-            logger.warning("%s = %r is ignored here: %s", key, value, IGNORED[key])
+        key, value = _translate(key, _decode(value), source)
+        if key is None:
             continue
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=3)
             msg = f"unknown config key {key}" + (f" (from {source})" if source else "")
             raise ConfigError(msg + (f"; did you mean {', '.join(hint)}?" if hint else ""))
-        if isinstance(value, str) and (key, value) in LEGACY_VALUES:
-            new = LEGACY_VALUES[(key, value)]
-            logger.warning("%s = %r is DeMo's spelling of %r", key, value, new)
-            value = new
-        value = _coerce(key, value, known[key], source)
-        node = cfg
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        positional.pop(key, None)
+        if isinstance(value, _ByPosition):
+            positional[key] = (value, source)
+            continue
+        _set(cfg, key, _coerce(key, value, known[key], source))
+
+
+def _set(cfg, key, value):
+    node = cfg
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+def translate_keys(flat, source=""):
+    """A saved config's flat {key: value} (a checkpoint's cfg, a run's config.yaml) with DeMo's
+    and earlier versions' key names and values translated to the current ones, one log line per
+    old key; keys with no meaning here and the informative sections are dropped. Values are not
+    type-checked: the mapping is for comparing, not for running."""
+    out, positional = {}, {}
+    for key, value in flat.items():
+        if key.split(".")[0] in INFO_SECTIONS:
+            continue
+        key, value = _translate(key, value, source)  # typed already: read from YAML
+        if key is None:
+            continue
+        (positional if isinstance(value, _ByPosition) else out)[key] = value
+    modalities = tuple(out.get("INPUT.MODALITIES", get_cfg().INPUT.MODALITIES))
+    for key, value in positional.items():
+        out.setdefault(key, _resolve(key, value, modalities, source))
+    return out
+
+
+def _backbone(cfg):
+    # The backbone registry is the one list of types and widths; imported on use, and free of
+    # torch, so `import config` stays light.
+    from modeling.backbones.specs import backbone_spec
+
+    return backbone_spec(cfg)
 
 
 def feature_dim(cfg):
     """Width C of the per-modality features (after the CLIP projection where there is one)."""
-    t = cfg.MODEL.TRANSFORMER_TYPE
-    if t == "tiny_clip":
-        return cfg.MODEL.TINY.EMBED_DIM
-    if t == "tiny_vit":
-        return cfg.MODEL.TINY.WIDTH
-    return FEATURE_DIMS[t]
+    return _backbone(cfg).feature_dim(cfg)
 
 
 def patch_size(cfg):
-    """Side of the backbone's square patches (MODEL.TINY.PATCH_SIZE for the tiny types)."""
-    return cfg.MODEL.TINY.PATCH_SIZE if cfg.MODEL.TRANSFORMER_TYPE.startswith("tiny") else 16
+    """Side of the backbone's square patches."""
+    return _backbone(cfg).patch_size(cfg)
 
 
 def _check_sizes(cfg):
@@ -257,14 +378,16 @@ def check(cfg):
         if not ok:
             raise ConfigError(msg)
 
-    need(
-        m.TRANSFORMER_TYPE in TRANSFORMER_TYPES,
-        f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of {TRANSFORMER_TYPES}",
-    )
-    # The dataset registry is the one list of names; imported on use, so `import config` stays
-    # free of torch.
+    # The registries are the one list of names; imported on use, and free of torch, so
+    # `import config` stays light.
     from data.datasets import DATASET_REGISTRY
+    from modeling.backbones.specs import BACKBONE_REGISTRY
 
+    need(
+        m.TRANSFORMER_TYPE in BACKBONE_REGISTRY,
+        f"MODEL.TRANSFORMER_TYPE {m.TRANSFORMER_TYPE!r} is not one of "
+        f"{tuple(BACKBONE_REGISTRY.names())} (modeling/backbones/specs.py)",
+    )
     need(
         cfg.DATASETS.NAMES in DATASET_REGISTRY,
         f"DATASETS.NAMES {cfg.DATASETS.NAMES!r} is not one of {tuple(DATASET_REGISTRY.names())}",
@@ -274,7 +397,6 @@ def check(cfg):
         len(m.STRIDE_SIZE) == 2 and min(m.STRIDE_SIZE) > 0,
         f"MODEL.STRIDE_SIZE must be two positive integers, got {m.STRIDE_SIZE}",
     )
-    need(m.DIRECT in (0, 1), f"MODEL.DIRECT must be 0 or 1, got {m.DIRECT}")
     need(
         0.0 < m.SDTPS_SPARSE_RATIO < 1.0,
         f"MODEL.SDTPS_SPARSE_RATIO must be in (0, 1), got {m.SDTPS_SPARSE_RATIO}",
@@ -347,9 +469,8 @@ def check(cfg):
         f"SOLVER.DDP_GRAD_DTYPE {s.DDP_GRAD_DTYPE!r}: use float32 or bfloat16",
     )
     need(s.MAX_EPOCHS >= 1, f"SOLVER.MAX_EPOCHS must be >= 1, got {s.MAX_EPOCHS}")
-    need(0 <= s.WARMUP_ITERS, f"SOLVER.WARMUP_ITERS must be >= 0, got {s.WARMUP_ITERS}")
+    need(0 <= s.WARMUP_EPOCHS, f"SOLVER.WARMUP_EPOCHS must be >= 0, got {s.WARMUP_EPOCHS}")
     need(s.BASE_LR > 0 and s.BACKBONE_LR >= 0, "SOLVER.BASE_LR must be > 0, BACKBONE_LR >= 0")
-    need(t.MISS in MISS_CHOICES, f"TEST.MISS {t.MISS!r} is not one of {MISS_CHOICES}")
     need(
         0.0 <= i.MODALITY_DROPOUT <= 1.0,
         f"INPUT.MODALITY_DROPOUT must be a probability in [0, 1], got {i.MODALITY_DROPOUT}",
@@ -365,18 +486,25 @@ def check(cfg):
             len(names) < len(i.MODALITIES),
             f"INPUT.MODALITY_DROPOUT_SETS entry {entry!r} drops every modality",
         )
-    for key in ("QUERY_MODALITIES", "GALLERY_MODALITIES"):
+    for key in ("MISSING_MODALITIES", "QUERY_MODALITIES", "GALLERY_MODALITIES"):
         names = tuple(t[key])
-        bad = [n for n in names if n not in cfg.INPUT.MODALITIES]
+        bad = [n for n in names if n not in i.MODALITIES]
         need(
             not bad,
-            f"TEST.{key} {list(names)}: {bad} not in INPUT.MODALITIES {list(cfg.INPUT.MODALITIES)}",
+            f"TEST.{key} {list(names)}: {bad} not in INPUT.MODALITIES {list(i.MODALITIES)}; "
+            "write a tuple of their names, e.g. \"('TI',)\" or \"('RGB', 'NI')\"",
         )
         need(len(set(names)) == len(names), f"TEST.{key} {list(names)} names a modality twice")
+    need(
+        len(t.MISSING_MODALITIES) < len(i.MODALITIES),
+        f"TEST.MISSING_MODALITIES {list(t.MISSING_MODALITIES)} leaves no modality to test with",
+    )
+    for key in ("QUERY_MODALITIES", "GALLERY_MODALITIES"):
         need(
-            not names or t.MISS == "none",
-            f"TEST.{key} and TEST.MISS {t.MISS!r} both set: use one (TEST.MISS is the shorthand "
-            "for the same modalities missing on both sides)",
+            not t[key] or not t.MISSING_MODALITIES,
+            f"TEST.{key} and TEST.MISSING_MODALITIES {list(t.MISSING_MODALITIES)} both set: use "
+            "one (TEST.MISSING_MODALITIES is the shorthand for the same modalities missing on "
+            "both sides)",
         )
     need(
         t.RETURN_PATTERN in (1, 2, 3),
@@ -406,9 +534,12 @@ def check(cfg):
 def load_config(config_file=None, opts=(), freeze=True):
     """Defaults <- YAML file (with _BASE_) <- KEY VALUE overrides; checked and frozen."""
     cfg = get_cfg()
+    positional = {}
     if config_file:
-        _apply(cfg, _flatten(_read_yaml(config_file)), config_file)
-    _apply(cfg, _parse_opts(list(opts)), "command line")
+        _apply(cfg, _flatten(_read_yaml(config_file)), config_file, positional)
+    _apply(cfg, _parse_opts(list(opts)), "command line", positional)
+    for key, (value, source) in positional.items():
+        _set(cfg, key, _resolve(key, value, cfg.INPUT.MODALITIES, source))
     check(cfg)
     if freeze:
         cfg.freeze()

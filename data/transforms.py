@@ -1,9 +1,9 @@
 """DeMo's train and test transforms, split between the loader workers and the batch's device.
 
-Train: resize (bicubic) -> horizontal flip (p = INPUT.PROB) -> zero pad INPUT.PADDING -> random
+Train: resize (bicubic) -> horizontal flip (p = INPUT.FLIP_PROB) -> zero pad INPUT.PADDING -> random
 crop back to INPUT.SIZE_TRAIN -> to tensor -> normalise -> random erasing as timm's RandomErasing
 (p = INPUT.RE_PROB, pixel mode: N(0, 1) noise in the normalised space) -> with
-INPUT.MODALITY_DROPOUT, zeroing the sample's dropped modalities (as TEST.MISS does at test time).
+INPUT.MODALITY_DROPOUT, zeroing the sample's dropped modalities (as TEST.MISSING_MODALITIES does).
 Test: resize -> to tensor -> normalise.
 
 Where the work runs: a loader worker only decodes (and resizes, when the file is not already at
@@ -124,7 +124,7 @@ class TripletTransform:
         self.is_train = is_train
         self.size = tuple(inp.SIZE_TRAIN if is_train else inp.SIZE_TEST)
         self.modalities = tuple(inp.MODALITIES)
-        self.flip_prob, self.padding, self.erase_prob = inp.PROB, inp.PADDING, inp.RE_PROB
+        self.flip_prob, self.padding, self.erase_prob = inp.FLIP_PROB, inp.PADDING, inp.RE_PROB
         self.paired = inp.PAIRED_AUG
         self.seed = cfg.SOLVER.SEED
         self.dropout = inp.MODALITY_DROPOUT if is_train else 0.0

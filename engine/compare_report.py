@@ -48,7 +48,7 @@ NEUTRAL = {
             "WEIGHT_DECAY",
             "WEIGHT_DECAY_BIAS",
             "MARGIN",
-            "WARMUP_ITERS",
+            "WARMUP_EPOCHS",
             "WARMUP_FACTOR",
             "MIN_LR_FACTOR",
             "LR_NOISE",

@@ -46,16 +46,14 @@ def union_records(query, gallery):
 
 
 def missing_modalities(cfg):
-    """TEST.MISS letters -> modality names ('r', 'n', 't': 1st, 2nd, 3rd of INPUT.MODALITIES)."""
-    if cfg.TEST.MISS == "none":
-        return []
-    return [cfg.INPUT.MODALITIES["rnt".index(c)] for c in cfg.TEST.MISS]
+    """TEST.MISSING_MODALITIES as a list in INPUT.MODALITIES order."""
+    return [m for m in cfg.INPUT.MODALITIES if m in cfg.TEST.MISSING_MODALITIES]
 
 
 def modality_sets(cfg):
     """(query modalities, gallery modalities) present at test time, in INPUT.MODALITIES order:
-    TEST.QUERY_MODALITIES / TEST.GALLERY_MODALITIES (() = all), or with TEST.MISS the same set
-    on both sides."""
+    TEST.QUERY_MODALITIES / TEST.GALLERY_MODALITIES (() = all), or all but
+    TEST.MISSING_MODALITIES on both sides."""
     miss = set(missing_modalities(cfg))
     mods = cfg.INPUT.MODALITIES
 
@@ -119,8 +117,9 @@ class Evaluator:
         """Raw eval outputs for `records`, in their order, on rank 0 ({"ori": (N, 3C), "fused":
         ...}); None on the other ranks. Every rank runs its shard of the test loader.
 
-        present: the modalities the samples come with (default: all but TEST.MISS); the others
-        are zeroed after normalisation, so they carry no signal at all.
+        present: the modalities the samples come with (default: all but
+            TEST.MISSING_MODALITIES); the others are zeroed after normalisation, so they carry no
+            signal at all.
 
         The global torch RNG is left as it was found (a loader's pass draws its seed from it): the
         training after an evaluation, and a run resumed from the checkpoint written just before
@@ -363,7 +362,6 @@ def _write(cfg, results, split, writer, step, epoch, ranked):
             "setting": setting or "full",
             "query_modalities": list(query),
             "gallery_modalities": list(gallery),
-            "miss": cfg.TEST.MISS,
             "re_ranking": cfg.TEST.RE_RANKING,
             "queries_ranked": ranked,
             "results": {str(p): m for p, m in results.items()},

@@ -1,6 +1,6 @@
-"""Evaluation with missing modalities: DeMo's six TEST.MISS settings (the same modalities missing
-from query and gallery) and the any-to-any matrix (the query with one set, the gallery with
-another), with every return_pattern ranked.
+"""Evaluation with missing modalities: DeMo's six missing-modality settings
+(TEST.MISSING_MODALITIES: the same modalities missing from query and gallery) and the any-to-any
+matrix (the query with one set, the gallery with another), with every return_pattern ranked.
 
 Features are extracted once per (split, modality set): the 7 x 7 matrix of non-empty sets of three
 modalities costs 7 passes over the test samples and 49 rankings per pattern.
@@ -10,7 +10,6 @@ import itertools
 import logging
 import time
 
-from config.validate import MISS_CHOICES
 from modeling import select_pattern
 
 from .evaluator import Evaluator, rank_metrics, setting_name, union_records
@@ -25,10 +24,10 @@ def modality_subsets(modalities):
     return [c for k in range(len(mods), 0, -1) for c in itertools.combinations(mods, k)]
 
 
-def miss_letters(cfg, present):
-    """The TEST.MISS letters of the modalities absent from `present` ("none" when none is)."""
-    letters = "".join("rnt"[i] for i, m in enumerate(cfg.INPUT.MODALITIES) if m not in present)
-    return letters or "none"
+def missing_label(cfg, present):
+    """The name of a missing-modality setting: the modalities absent from `present` joined by "+"
+    in INPUT.MODALITIES order (e.g. "RGB+NI"), "none" when none is."""
+    return "+".join(m for m in cfg.INPUT.MODALITIES if m not in present) or "none"
 
 
 def any_to_any(cfg, model, splits, sets=None, pairs=None):
@@ -86,14 +85,14 @@ def any_to_any(cfg, model, splits, sets=None, pairs=None):
 
 
 def missing_suite(cfg, model, splits):
-    """{TEST.MISS letters: {pattern: metrics}} for the full set and DeMo's six missing settings
-    (the diagonal of the any-to-any matrix), and the timing."""
-    mods = cfg.INPUT.MODALITIES
-    sets = [
-        tuple(m for i, m in enumerate(mods) if letters == "none" or "rnt"[i] not in letters)
-        for letters in MISS_CHOICES
-    ]
+    """{missing_label: {pattern: metrics}} for the full set and every TEST.MISSING_MODALITIES
+    that leaves a modality (DeMo's six settings for three: the diagonal of the any-to-any matrix),
+    and the timing. Rows: "none", then one missing modality, then two, in INPUT.MODALITIES order
+    (none, RGB, NI, TI, RGB+NI, RGB+TI, NI+TI)."""
+    mods = tuple(cfg.INPUT.MODALITIES)
+    missing = [c for k in range(len(mods)) for c in itertools.combinations(mods, k)]
+    sets = [tuple(m for m in mods if m not in gone) for gone in missing]
     results, timing = any_to_any(cfg, model, splits, sets, [(s, s) for s in sets])
     if results is None:
         return None, timing
-    return {miss_letters(cfg, q): row for (q, _), row in results.items()}, timing
+    return {missing_label(cfg, q): row for (q, _), row in results.items()}, timing

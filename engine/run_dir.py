@@ -21,7 +21,7 @@ import socket
 
 from yacs.config import CfgNode
 
-from config import ConfigError
+from config import ConfigError, translate_keys
 from utils import comm
 from utils.checkpoint import (
     FINAL,
@@ -206,10 +206,12 @@ def _flatten(node, prefix=""):
     return out
 
 
-def config_changes(saved_yaml, cfg):
+def config_changes(saved_yaml, cfg, source="the checkpoint"):
     """[(key, saved value, current value)] for the keys that differ between a checkpoint's
-    config (its YAML dump) and `cfg` and are not free to change on resume."""
-    saved = _flatten(CfgNode.load_cfg(saved_yaml))
+    config (its YAML dump) and `cfg` and are not free to change on resume. A config saved under
+    older key names (DeMo's, config/validate.py's legacy table) is read in today's names first,
+    so a renamed key compares with itself."""
+    saved = _flatten(translate_keys(_flatten(CfgNode.load_cfg(saved_yaml)), source))
     now = _flatten(cfg)
     changes = []
     for key in sorted(saved.keys() & now.keys()):
@@ -226,7 +228,7 @@ def check_resume_config(ckpt, path, cfg, allow_changes):
     if not ckpt.get("cfg"):
         logger.warning("--resume: %s carries no config; its settings cannot be compared", path)
         return
-    changes = config_changes(ckpt["cfg"], cfg)
+    changes = config_changes(ckpt["cfg"], cfg, f"the config stored in {path}")
     if not changes:
         return
     listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)

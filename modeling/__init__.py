@@ -1,16 +1,27 @@
 """The model package: `build_model(cfg, num_classes, num_cameras)` and `select_pattern(feats,
 p)`.
+
+The names are imported on first use (PEP 562), so `modeling.backbones.specs`, the registry of
+backbone types that config validation reads, loads without torch and timm.
 """
 
-from .build import build_model, count_trainable
-from .convert import convert_demo_state_dict, load_weights
-from .meta_arch import MultiModalReID, select_pattern
+import importlib
 
-__all__ = [
-    "build_model",
-    "count_trainable",
-    "select_pattern",
-    "MultiModalReID",
-    "convert_demo_state_dict",
-    "load_weights",
-]
+# name -> the submodule that defines it
+_LAZY = {
+    "build_model": "build",
+    "count_trainable": "build",
+    "select_pattern": "meta_arch",
+    "MultiModalReID": "meta_arch",
+    "convert_demo_state_dict": "convert",
+    "load_weights": "convert",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'modeling' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

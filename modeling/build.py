@@ -2,8 +2,6 @@
 
 import logging
 
-from config import feature_dim
-
 from .backbones import build_backbone
 from .fusion.demo import ATM, HDM, PIFE
 from .fusion.sdtps import MultiModalSDTPS
@@ -22,8 +20,6 @@ def build_model(cfg, num_classes, num_cameras):
         )
     backbone = build_backbone(cfg)
     dim = backbone.out_dim
-    if dim != feature_dim(cfg):
-        raise ValueError(f"backbone width {dim} != feature_dim(cfg) {feature_dim(cfg)}")
     n_mod = len(cfg.INPUT.MODALITIES)
     pife = PIFE(dim, n_mod) if m.GLOBAL_LOCAL else None
     hdm = HDM(dim) if m.HDM else None

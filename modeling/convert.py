@@ -10,7 +10,8 @@ DeMo's names (its `make_model.py` / `AttnMOE.py`) -> ours:
                                                                  stacked (see stack_fusion)
   generalFusion.moe.gating_network.gate.linear_re.{0,2}.*    -> atm.gate.{0,2}.*
   generalFusion.moe.gating_network.gate.{q_,k_}.weight       -> atm.{q,k}.weight
-  bottleneck / classifier (DIRECT 1), bottleneck_{r,n,t} ... -> ori_heads.{i}.bn / .classifier
+  bottleneck / classifier (MODEL.JOINT_ORI_HEAD True),
+  bottleneck_{r,n,t} / classifier_{r,n,t} (False)            -> ori_heads.{i}.bn / .classifier
   bottleneck_moe / classifier_moe                            -> fused_head.bn / .classifier
 """
 

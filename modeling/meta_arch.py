@@ -32,13 +32,20 @@ class MultiModalReID(nn.Module):
         self.sie_coe = m.SIE_COE
         self.pife, self.hdm, self.atm, self.sdtps = pife, hdm, atm, sdtps
         dim = backbone.out_dim
-        self.direct = m.DIRECT == 1
+        # MODEL.JOINT_ORI_HEAD: the ID and triplet losses of the un-fused features act on their
+        # concatenation [R; N; T] through one BNNeck (DeMo's person recipe), else on each
+        # modality's global through a BNNeck of its own (its vehicle recipe). Evaluation's "ori"
+        # is [R; N; T] either way.
+        self.joint_ori_head = m.JOINT_ORI_HEAD
         n_mod = len(self.modalities)
         self.ori_heads = nn.ModuleList(
             [BNNeck(n_mod * dim, num_classes)]
-            if self.direct
+            if self.joint_ori_head
             else [BNNeck(dim, num_classes) for _ in range(n_mod)]
         )
+        # 7 * dim: HDM gives one C-wide feature per non-empty subset of the three modalities
+        # (2^3 - 1 = 7: R, N, T, RN, RT, NT, RNT; fusion.demo.HDM_SUBSETS), concatenated; ATM
+        # re-weights them and keeps that width.
         fused_dim = 7 * dim if hdm is not None else n_mod * dim if sdtps is not None else 0
         self.fused_head = BNNeck(fused_dim, num_classes) if fused_dim else None
         self.patterns = (1, 2, 3) if fused_dim else (1,)
@@ -107,7 +114,7 @@ class MultiModalReID(nn.Module):
         pids = batch["pids"]
         pairs = (
             [("ori", ori, self.ori_heads[0], 1.0)]
-            if self.direct
+            if self.joint_ori_head
             else [
                 (name, g, head, 1.0)
                 for name, g, head in zip(self.modalities, globals_, self.ori_heads)

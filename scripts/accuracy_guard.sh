@@ -33,7 +33,7 @@ init=()
 if [ "$path" = pretrain ]; then hardness=0 epochs=${EPOCHS:-16} seeds=0 init=(); fi
 if [ "$hardness" = 0 ]; then root=${BENCH_ROOT:-/tmp/bench}; else root=${BENCH_ROOT:-/tmp/bench-h$hardness}; fi
 config=${CONFIG:-configs/RGBNT201/DeMo.yml}
-schedule=(SOLVER.MAX_EPOCHS "$epochs" SOLVER.WARMUP_ITERS 2 SOLVER.BACKBONE_LR 1e-4
+schedule=(SOLVER.MAX_EPOCHS "$epochs" SOLVER.WARMUP_EPOCHS 2 SOLVER.BACKBONE_LR 1e-4
           SOLVER.EVAL_PERIOD "${EVAL_PERIOD:-$epochs}" SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 53
           DATASETS.ROOT_DIR "$root")
 case $path in

@@ -39,7 +39,7 @@ if [ ! -f "$backbone" ]; then
   bash scripts/accuracy_guard.sh "$out/guard" pretrain
 fi
 protocol=(DATASETS.ROOT_DIR "$root" MODEL.PRETRAIN_PATH "$backbone" SOLVER.MAX_EPOCHS 10
-          SOLVER.WARMUP_ITERS 2 SOLVER.BACKBONE_LR 1e-4 SOLVER.COMPILE True
+          SOLVER.WARMUP_EPOCHS 2 SOLVER.BACKBONE_LR 1e-4 SOLVER.COMPILE True
           SOLVER.COMPILE_MODE reduce-overhead SOLVER.CHECKPOINT_PERIOD 0 SOLVER.EVAL_PERIOD 10
           ${EXTRA:-})
 base=configs/RGBNT201

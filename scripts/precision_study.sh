@@ -39,7 +39,7 @@ run() {
   [ -f "$dir/model_final.pth" ] && return 0
   rm -rf "$dir"
   "$py" train_net.py --config_file "configs/RGBNT201/$config.yml" DATASETS.ROOT_DIR "$root" \
-    MODEL.PRETRAIN_PATH "$backbone" SOLVER.MAX_EPOCHS "${EPOCHS:-10}" SOLVER.WARMUP_ITERS 2 \
+    MODEL.PRETRAIN_PATH "$backbone" SOLVER.MAX_EPOCHS "${EPOCHS:-10}" SOLVER.WARMUP_EPOCHS 2 \
     SOLVER.COMPILE True SOLVER.AMP "$amp" SOLVER.SEED "$seed" SOLVER.EVAL_PERIOD 0 \
     SOLVER.CHECKPOINT_PERIOD 0 SOLVER.LOG_PERIOD 50 ${EXTRA:-} OUTPUT_DIR "$dir" \
     > "$dir.log" 2>&1 || { echo "FAILED $dir"; tail -n 20 "$dir.log"; }

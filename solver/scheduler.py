@@ -22,7 +22,7 @@ def build_scheduler(cfg, optimizer):
         optimizer,
         t_initial=s.MAX_EPOCHS,
         lr_min=s.MIN_LR_FACTOR * s.BASE_LR,
-        warmup_t=s.WARMUP_ITERS,
+        warmup_t=s.WARMUP_EPOCHS,
         warmup_lr_init=s.WARMUP_FACTOR * s.BASE_LR,
         cycle_limit=1,
         t_in_epochs=True,

@@ -5,6 +5,8 @@
 ids, at a quarter of the real image size (persons 64x32, vehicles 32x64, RGBNT100 strips 32x192).
 `smoke_cfg(*opts, config="DeMo.yml")`: configs/_smoke/<config> with DATASETS.ROOT_DIR set to
 `synthetic_root`, plus KEY VALUE overrides (e.g. "DATASETS.NAMES", "MSVR310"); frozen.
+`old_names(text)`: a dumped config (config.yaml, a checkpoint's cfg) as the versions before the
+renames wrote it, with DeMo's key names and value forms.
 """
 
 import os
@@ -37,3 +39,30 @@ def smoke_cfg(synthetic_root):
         return load_config(path, ["DATASETS.ROOT_DIR", root or synthetic_root, *opts])
 
     return make
+
+
+# Today's keys in a dumped config -> DeMo's names and value forms (config/validate.py's legacy
+# table reads them back).
+OLD_NAMES = {
+    "  WARMUP_EPOCHS:": "  WARMUP_ITERS:",
+    "  FLIP_PROB:": "  PROB:",
+    "  JOINT_ORI_HEAD: true": "  DIRECT: 1",
+    "  JOINT_ORI_HEAD: false": "  DIRECT: 0",
+    "  MISSING_MODALITIES: []": "  MISS: none",
+}
+
+
+@pytest.fixture
+def old_names():
+    def convert(text):
+        for new, old in OLD_NAMES.items():
+            text = text.replace(new, old)
+        left = [
+            k
+            for k in ("WARMUP_EPOCHS", "FLIP_PROB", "JOINT_ORI_HEAD", "MISSING_MODAL")
+            if k in text
+        ]
+        assert not left, f"not converted: {left}"
+        return text
+
+    return convert

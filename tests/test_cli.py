@@ -127,14 +127,16 @@ def test_config_messages_reach_log_txt(synthetic_root, tmp_path):
         "8",
         "DATALOADER.NUM_INSTANCE",
         "2",
-        "SOLVER.WARMUP_ITERS",
+        "SOLVER.WARMUP_EPOCHS",
         "1",
         "TEST.IMS_PER_BATCH",
         "16",
     )
     assert res.returncode == 0, res.stderr[-2000:]
     log = (out / "log.txt").read_text()
-    legacy = "MODEL.TRI_LOSS_WEIGHT is DeMo's name for MODEL.TRIPLET_LOSS_WEIGHT"
+    legacy = (
+        "MODEL.TRI_LOSS_WEIGHT (from command line) is DeMo's name for MODEL.TRIPLET_LOSS_WEIGHT"
+    )
     switch = "MODEL.HDM and MODEL.ATM are turned off (exclusive switch)"
     assert log.count(legacy) == 1 and log.count(switch) == 1
     assert log.index(legacy) < log.index(switch) < log.index("command:")

@@ -2,8 +2,9 @@
 
     python tools/convert_demo_checkpoint.py --config_file configs/RGBNT201/DeMo.yml DEMO.pth OUT.pth
 
-The config must describe the same model as the DeMo run (backbone, HEAD, DIRECT, input size). The
-output loads with `TEST.WEIGHT OUT.pth`; the class and camera counts are read from the checkpoint.
+The config must describe the same model as the DeMo run (backbone, HEAD, JOINT_ORI_HEAD, input
+size). The output loads with `TEST.WEIGHT OUT.pth`; the class and camera counts are read from the
+checkpoint.
 """
 
 import argparse

@@ -1,7 +1,8 @@
-"""The missing-modality suite: full-modality evaluation and the six TEST.MISS settings (r, n, t,
-rn, rt, nt) for every return_pattern, in one table (mAP / Rank-1 per cell, and the averages over
-the missing settings), printed and written as Markdown and JSON; with --any-to-any the matrix of
-every query modality set against every gallery set, with a heat map.
+"""The missing-modality suite: full-modality evaluation and the six TEST.MISSING_MODALITIES settings
+(RGB, NI, TI, RGB+NI, RGB+TI, NI+TI missing) for every return_pattern, in one table (mAP / Rank-1
+per cell, and the averages over the missing settings), printed and written as Markdown and JSON;
+with --any-to-any the matrix of every query modality set against every gallery set, with a heat
+map.
 
     python tools/eval_suite.py --config_file configs/RGBNT201/DeMo_SDTPS.yml TEST.WEIGHT model.pth
     python tools/eval_suite.py --config_file X TEST.WEIGHT model.pth --any-to-any
@@ -36,7 +37,8 @@ METRICS = ("mAP", "R1")
 
 
 def with_opts(cfg, **kv):
-    """A frozen copy of cfg with dotted keys replaced, e.g. with_opts(cfg, **{"TEST.MISS": "r"})."""
+    """A frozen copy of cfg with dotted keys replaced, e.g.
+    with_opts(cfg, **{"TEST.MISSING_MODALITIES": ("RGB",)})."""
     cfg = cfg.clone()
     cfg.defrost()
     for key, value in kv.items():
@@ -67,9 +69,9 @@ def add_average(results):
 def run_suite(cfg, model, splits):
     """{setting: {pattern: {"mAP", "mINP", "R1", "R5", "R10"}}} plus the AVERAGE row."""
     results, _ = missing_suite(cfg, model, splits)
-    for miss, row in results.items():
+    for missing, row in results.items():
         print(
-            f"miss {miss:>4}: "
+            f"missing {missing:>6}: "
             + ", ".join(f"pattern {p} mAP {m['mAP']:.2f} R1 {m['R1']:.2f}" for p, m in row.items())
         )
     return add_average(results)
@@ -162,7 +164,15 @@ def features_suite(cfg, folder):
         meta["protocol"],
         torch.device("cpu"),
     )
-    return {meta["miss"]: {int(meta["pattern"]): m}}, meta
+    return {missing_name(meta): {int(meta["pattern"]): m}}, meta
+
+
+def missing_name(meta):
+    """The suite's row name of saved features: their missing modalities ("none", "NI+TI"); files
+    written before the names were stored carry DeMo's letters instead."""
+    if "missing_modalities" in meta:
+        return "+".join(meta["missing_modalities"]) or "none"
+    return meta["miss"]
 
 
 def cell(m):
@@ -171,10 +181,10 @@ def cell(m):
 
 
 def markdown(results, title):
-    """Rows: TEST.MISS settings (+ the average over the missing ones); columns: return_patterns;
-    cells: mAP / Rank-1 in percent."""
+    """Rows: the missing modalities (TEST.MISSING_MODALITIES; + the average over the missing
+    settings); columns: return_patterns; cells: mAP / Rank-1 in percent."""
     patterns = list(next(iter(results.values())))
-    head = ["TEST.MISS"] + [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})" for p in patterns]
+    head = ["missing"] + [f"pattern {p} ({PATTERN_NAMES.get(p, '?')})" for p in patterns]
     lines = [
         f"### {title}",
         "",
@@ -223,7 +233,8 @@ def main(argv=None):
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "eval_suite")
     if args.features:
         results, meta = features_suite(cfg, args.features)
-        extra = {k: meta[k] for k in ("weight", "dataset", "protocol", "pattern", "miss")}
+        extra = {k: meta[k] for k in ("weight", "dataset", "protocol", "pattern")}
+        extra["missing"] = missing_name(meta)
         write(
             out,
             results,

@@ -7,7 +7,7 @@
 Writes, per split (query, gallery, train; `all` = the three; `folder` for --folder):
 `<split>_features.npy` (N, D) float32 pre-normalisation features, `<split>_pids.npy`,
 `<split>_camids.npy`, `<split>_sceneids.npy` (N,) int64, and `<split>.json` (image paths per
-modality, pattern, TEST.MISS, protocol, the effective config). A folder holds
+modality, pattern, the missing modalities, protocol, the effective config). A folder holds
 `{RGB,NI,TI}/<same file names>` (INPUT.MODALITIES); ids and cameras come from names that parse
 as the config's dataset, else id -1 and camera 0. `tools/eval_suite.py --features DIR` ranks
 query against gallery. Query and gallery are extracted in one pass, as in evaluation.
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import Record, build_dataset  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
-from engine.evaluator import union_records  # noqa: E402
+from engine.evaluator import missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from utils.feature_files import save_split  # noqa: E402
 
@@ -82,7 +82,7 @@ def main(argv=None):
         raise SystemExit(f"--pattern {pattern} is not available; the model has {model.patterns}")
     meta = {
         "pattern": pattern,
-        "miss": cfg.TEST.MISS,
+        "missing_modalities": missing_modalities(cfg),
         "protocol": protocol,
         "weight": cfg.TEST.WEIGHT,
         "dataset": cfg.DATASETS.NAMES,

@@ -5,12 +5,13 @@ cosine similarities.
         TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--ids 20] [--pattern 2] \
         [--split test|train] [--out DIR]
 
-Features are the evaluation's (engine.extract_features; TEST.MISS zero-fills), of every triplet of
-the first `--ids` identities of the split (test: query and gallery, each triplet once). One panel
-per modality's own feature (its C-wide slice of `ori`, the concatenation of the modalities' class
-tokens) and one for the return_pattern's feature (default TEST.RETURN_PATTERN): top, a 2-D t-SNE
-of the L2-normalised features, one colour per identity; bottom, histograms of the cosine
-similarity of same-identity and different-identity pairs, with the ROC AUC of telling them apart.
+Features are the evaluation's (engine.extract_features; TEST.MISSING_MODALITIES zero-fills), of
+every triplet of the first `--ids` identities of the split (test: query and gallery, each triplet
+once). One panel per modality's own feature (its C-wide slice of `ori`, the concatenation of the
+modalities' class tokens) and one for the return_pattern's feature (default TEST.RETURN_PATTERN):
+top, a 2-D t-SNE of the L2-normalised features, one colour per identity; bottom, histograms of the
+cosine similarity of same-identity and different-identity pairs, with the ROC AUC of telling them
+apart.
 Writes OUT/features_pattern<p>.png (default OUTPUT_DIR/features/). Needs matplotlib and
 scikit-learn (requirements-tools.txt).
 """
@@ -189,7 +190,7 @@ def main(argv=None):
     panels = feature_panels(feats, cfg.INPUT.MODALITIES, pattern, missing_modalities(cfg))
     title = (
         f"{splits.name} {args.split}, {os.path.basename(cfg.TEST.WEIGHT)}, "
-        f"TEST.MISS {cfg.TEST.MISS}"
+        f"missing {'+'.join(missing_modalities(cfg)) or 'none'}"
     )
     fig, stats = embedding_figure(panels, pids, cfg.SOLVER.SEED, title)
     for (name, _), s in zip(panels, stats):

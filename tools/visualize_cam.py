@@ -9,8 +9,9 @@ of the return_pattern's feature (default TEST.RETURN_PATTERN): for a train tripl
 logit of its own id; for a query triplet (test ids are not training classes) the cosine similarity
 to its best same-id gallery match after the protocol's removal (the evaluation's features), or,
 without one, the feature's length along its own direction. Each picture says which target it used.
-TEST.MISS zero-fills as in evaluation and shows the modality as a grey "missing" panel. Triplets
-are spread over identities, then cameras. One PNG per triplet (default OUTPUT_DIR/cam/).
+TEST.MISSING_MODALITIES zero-fills as in evaluation and shows the modality as a grey "missing"
+panel. Triplets are spread over identities, then cameras. One PNG per triplet (default
+OUTPUT_DIR/cam/).
 """
 
 import logging
@@ -133,7 +134,7 @@ def main(argv=None):
         legend = [
             texts[i],
             f"score {scores[i]:.3f}; pattern {pattern} "
-            f"({PATTERN_NAMES[pattern]}); TEST.MISS {cfg.TEST.MISS}",
+            f"({PATTERN_NAMES[pattern]}); missing {'+'.join(miss) or 'none'}",
             "Grad-CAM on the patch tokens of the last ViT block",
         ]
         logger.info("%s: %s, score %.4f", title, texts[i], scores[i])

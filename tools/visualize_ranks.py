@@ -6,9 +6,9 @@ same id and scene).
         TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--pattern 3] [--out DIR]
 
 Features, normalisation (TEST.FEAT_NORM) and distances are those of the evaluation
-(engine.extract_features, squared Euclidean); TEST.MISS zero-fills as in evaluation. Queries are
-spread over identities, then cameras. One PNG per query (default OUTPUT_DIR/vis_ranks/), the
-modalities stacked in each panel, each gallery item's distance under it (and in the log).
+(engine.extract_features, squared Euclidean); TEST.MISSING_MODALITIES zero-fills as in evaluation.
+Queries are spread over identities, then cameras. One PNG per query (default OUTPUT_DIR/vis_ranks/),
+the modalities stacked in each panel, each gallery item's distance under it (and in the log).
 """
 
 import logging
@@ -94,9 +94,10 @@ def main(argv=None):
             for r, (j, d) in enumerate(zip(top, dists))
         ]
         hits = sum(p[2] for p in panels)
+        missing = "+".join(cfg.TEST.MISSING_MODALITIES) or "none"
         title = (
-            f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), miss "
-            f"{cfg.TEST.MISS}: {hits}/{len(panels)} correct in the top {TOP}"
+            f"{splits.name} query {i}, pattern {pattern} ({PATTERN_NAMES[pattern]}), missing "
+            f"{missing}: {hits}/{len(panels)} correct in the top {TOP}"
         )
         logger.info(
             "query %d (id %d, camera %d), %s:\n%s",

@@ -90,7 +90,7 @@ def block_cams(model, batch, score_fn):
 def pattern_logits(model, feats, pattern):
     """(B, classes) logits of the heads that see return_pattern's features, summed: 1 the ori
     head(s) (one per modality on its C-wide slice of ori, or one on all of ori with
-    MODEL.DIRECT 1), 2 the fused head, 3 both."""
+    MODEL.JOINT_ORI_HEAD), 2 the fused head, 3 both."""
     parts = []
     if pattern in (1, 3):
         heads = model.ori_heads

@@ -3,7 +3,7 @@ results, and per-epoch learning curves.
 
 A resumed run appends to the same file and redoes its unfinished epoch, so the file can hold an
 epoch's records twice; the later ones win (training records restart where `step` goes back,
-evaluations are keyed by split, epoch and TEST.MISS).
+evaluations are keyed by split, epoch and modality setting).
 """
 
 import json
@@ -39,9 +39,19 @@ def read_records(run_dir, name=METRICS_FILE):
     return records
 
 
+def setting(record):
+    """The modality setting of an eval record: "full" (every modality on both sides) or the
+    evaluator's setting name, e.g. "query_NI+TI_gallery_NI+TI". Records written before settings
+    were named carry only the missing modalities' letters, "miss"."""
+    if "setting" in record:
+        return record["setting"]
+    miss = record.get("miss", "none")
+    return "full" if miss == "none" else f"miss {miss}"
+
+
 def latest(records):
     """The records with what a resumed run redid removed: training records from before a restart
-    of `step`, and all but the last evaluation of each (split, epoch, miss)."""
+    of `step`, and all but the last evaluation of each (split, epoch, setting)."""
     train, evals = [], {}
     for r in records:
         if r.get("type") == "train":
@@ -49,7 +59,7 @@ def latest(records):
                 train.pop()
             train.append(r)
         elif r.get("type") == "eval":
-            key = (r.get("split"), r.get("epoch"), r.get("miss"))
+            key = (r.get("split"), r.get("epoch"), setting(r))
             evals.pop(key, None)  # re-inserted last: file order of the survivors
             evals[key] = r
     return train + list(evals.values())
@@ -107,7 +117,7 @@ def eval_curves(records, metric="mAP"):
     evaluations outside training, without an epoch, are left out)."""
     out = {}
     for r in latest(records):
-        if r.get("type") != "eval" or r.get("epoch") is None or r.get("miss", "none") != "none":
+        if r.get("type") != "eval" or r.get("epoch") is None or setting(r) != "full":
             continue
         for p, m in r["results"].items():
             out.setdefault(r["split"], {}).setdefault(int(p), {})[r["epoch"]] = m[metric]

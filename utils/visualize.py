@@ -22,7 +22,7 @@ DIM = 0.3  # brightness left to dropped patches
 KEPT_OUTLINE = (255, 215, 0)  # kept-patch outline (gold)
 GREEN, RED, BLUE = (0, 190, 0), (220, 0, 0), (40, 90, 230)
 BACKGROUND, TEXT = (255, 255, 255), (0, 0, 0)
-MISSING = (150, 150, 150)  # panel of a modality zero-filled by TEST.MISS
+MISSING = (150, 150, 150)  # panel of a modality zero-filled (TEST.MISSING_MODALITIES)
 MIN_HEIGHT = 128  # each image is upscaled to at least this many pixels tall
 
 # A perceptually ordered colour map (dark blue -> purple -> orange -> yellow), inferno-like.
@@ -319,7 +319,7 @@ def overlay_panel(img, cam, scale):
 
 
 def missing_panel(width, height, fnt):
-    """A grey panel labelled "missing" for a modality zero-filled by TEST.MISS."""
+    """A grey panel labelled "missing" for a modality zero-filled (TEST.MISSING_MODALITIES)."""
     pic = Image.new("RGB", (width, height), MISSING)
     draw = ImageDraw.Draw(pic)
     label = "missing"
@@ -336,10 +336,10 @@ def cam_figure(images, cams, missing=(), title="", legend=()):
     """Class-activation maps of one triplet, the modalities side by side.
 
     images: {modality: PIL RGB at the model's input size}; cams: {modality: (H, W) array >= 0 on
-    that image}; missing: modalities zero-filled by TEST.MISS (grey panels); legend: lines of
-    text under the panels (the figure widens to fit them). Top row: the input; bottom row: the map
-    scaled to its own peak over a grey copy, headed by the modality's share of the map summed over
-    the modalities shown.
+    that image}; missing: modalities zero-filled (TEST.MISSING_MODALITIES; grey panels); legend:
+    lines of text under the panels (the figure widens to fit them). Top row: the input; bottom row:
+    the map scaled to its own peak over a grey copy, headed by the modality's share of the map
+    summed over the modalities shown.
     """
     mods = list(images)
     size = next(iter(images.values())).size[::-1]
@@ -369,7 +369,7 @@ def cam_figure(images, cams, missing=(), title="", legend=()):
         draw.text((x, y), m, fill=TEXT, font=fnt)
         draw.text((x, y + ph + head + 2), m, fill=TEXT, font=fnt)
         if m in missing:
-            draw.text((x, y + 17), "TEST.MISS", fill=TEXT, font=small)
+            draw.text((x, y + 17), "zero-filled", fill=TEXT, font=small)
             fig.paste(missing_panel(pw, ph, fnt), (x, y + head))
             fig.paste(missing_panel(pw, ph, fnt), (x, y + ph + 2 * head))
             continue

@@ -1,6 +1,7 @@
 """Dataset scanning, building and checking; `build_dataset(cfg)` is the entry point.
 
-Importing this package registers RGBNT201, RGBNT100, MSVR310 and WMVEID863 in `DATASET_REGISTRY`.
+Importing this package registers the dataset of each module here in `DATASET_REGISTRY`, the one
+list of DATASETS.NAMES choices (config validation asks it).
 A registered class has `num_cameras`, `layout` (text for error messages), `scan(root, modalities)`
 and either a fixed `protocol` or `choose_protocol(parts)`, which picks it from the scanned records.
 """

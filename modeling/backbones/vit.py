@@ -1,14 +1,11 @@
-"""ViT backbones on timm's VisionTransformer: the CLIP visual tower and the ImageNet ViT-B/16.
+"""ViT backbones on timm's VisionTransformer: the CLIP visual tower and the ImageNet ViT.
 
 A backbone maps images (B, 3, H, W) to tokens (B, 1 + N, C): the class token first, then the N patch
 tokens in row-major grid order. The CLIP tower applies `ln_post` and the bias-free width -> C
-projection to
-every token (C = 512 for ViT-B/16); the ImageNet ViT returns its final-norm tokens (C = width =
-768).
-The SIE camera embedding (B, width) is passed in from outside (its table is not a backbone
-parameter):
-the CLIP path adds it to the class token before the position embedding, the ImageNet path to all
-tokens.
+projection to every token; the ImageNet ViT returns its final-norm tokens (C = its width). Each
+type's sizes and C are registered in modeling/backbones/specs.py. The SIE camera embedding
+(B, width) is passed in from outside (its table is not a backbone parameter): the CLIP path adds
+it to the class token before the position embedding, the ImageNet path to all tokens.
 """
 
 import contextlib
@@ -20,6 +17,8 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.vision_transformer import VisionTransformer
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .specs import backbone_spec
 
 
 class StridedPatchEmbed(PatchEmbed):
@@ -156,34 +155,26 @@ class ReIDViT(VisionTransformer):
         return sdpa_kernel([getattr(SDPBackend, name)])
 
 
-def build_vit(cfg, kind):
-    """kind: ViT-B-16 (CLIP), vit_base_patch16_224 (ImageNet), tiny_clip or tiny_vit."""
-    m, tiny = cfg.MODEL, cfg.MODEL.TINY
-    small = dict(patch_size=tiny.PATCH_SIZE, width=tiny.WIDTH, depth=tiny.DEPTH, heads=tiny.HEADS)
-    base = dict(patch_size=16, width=768, depth=12, heads=12)
+def build_vit(cfg, spec):
+    """The ReIDViT of `spec` (modeling/backbones/specs.py: a MODEL.TRANSFORMER_TYPE's entry)."""
+    m = cfg.MODEL
     # CLIP towers were trained without stochastic depth (DeMo runs them without); CLIP projects
     # every token to out_dim.
-    specs = {
-        "ViT-B-16": dict(clip=True, out_dim=512, **base),
-        "vit_base_patch16_224": dict(clip=False, drop_path=m.DROP_PATH, **base),
-        "tiny_clip": dict(clip=True, out_dim=tiny.EMBED_DIM, **small),
-        "tiny_vit": dict(clip=False, drop_path=m.DROP_PATH, **small),
-    }
-    if kind in specs:
-        return ReIDViT(
-            img_size=tuple(cfg.INPUT.SIZE_TRAIN),
-            stride=tuple(m.STRIDE_SIZE),
-            drop=m.DROP_OUT,
-            attn_drop=m.ATT_DROP_RATE,
-            sdpa_backend=m.SDPA_BACKEND,
-            **specs[kind],
-        )
-    raise KeyError(f"unknown MODEL.TRANSFORMER_TYPE {kind!r}")
+    head = dict(out_dim=spec.feature_dim(cfg)) if spec.clip else dict(drop_path=m.DROP_PATH)
+    return ReIDViT(
+        clip=spec.clip,
+        img_size=tuple(cfg.INPUT.SIZE_TRAIN),
+        stride=tuple(m.STRIDE_SIZE),
+        drop=m.DROP_OUT,
+        attn_drop=m.ATT_DROP_RATE,
+        sdpa_backend=m.SDPA_BACKEND,
+        **spec.sizes(cfg),
+        **head,
+    )
 
 
 def grid_size(cfg):
     """The patch grid (gh, gw) that `build_vit(cfg, ...)` builds, without building it."""
-    m = cfg.MODEL
-    p = m.TINY.PATCH_SIZE if m.TRANSFORMER_TYPE.startswith("tiny") else 16
-    (h, w), (sh, sw) = cfg.INPUT.SIZE_TRAIN, m.STRIDE_SIZE
+    p = backbone_spec(cfg).patch_size(cfg)
+    (h, w), (sh, sw) = cfg.INPUT.SIZE_TRAIN, cfg.MODEL.STRIDE_SIZE
     return (h - p) // sh + 1, (w - p) // sw + 1

@@ -152,7 +152,7 @@ def test_duplicate_draw_gets_two_augmentations(train_setup):
 
 
 def test_paired_augmentation(train_setup):
-    cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.PROB", 1.0, "INPUT.RE_PROB", 0.0)
+    cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.FLIP_PROB", 1.0, "INPUT.RE_PROB", 0.0)
     img = torch.arange(64 * 32 * 3).reshape(64, 32, 3).to(torch.uint8).permute(2, 0, 1)
     pixels, draws = TripletTransform(cfg, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
     assert all(p.dtype == torch.uint8 and p.shape == (3, 64, 32) for p in pixels.values())

@@ -242,7 +242,7 @@ def test_configs_and_name_validation():
     for f in ("DeMo.yml", "DeMo_SDTPS.yml"):
         cfg = load_config(os.path.join("configs", "WMVEID863", f))
         assert cfg.DATASETS.NAMES == "WMVEID863" and cfg.INPUT.SIZE_TRAIN == (128, 256)
-        assert (cfg.MODEL.HEAD, cfg.MODEL.DIRECT) == (8, 0)
+        assert (cfg.MODEL.HEAD, cfg.MODEL.JOINT_ORI_HEAD) == (8, False)
         assert cfg.MODEL.USE_SDTPS == (f == "DeMo_SDTPS.yml")
     # The choices come from the dataset registry.
     with pytest.raises(

@@ -21,7 +21,7 @@ FAST = [
     "16",
     "SOLVER.CHECKPOINT_PERIOD",
     "1",
-    "SOLVER.WARMUP_ITERS",
+    "SOLVER.WARMUP_EPOCHS",
     "1",
 ]
 

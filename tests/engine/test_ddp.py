@@ -126,7 +126,7 @@ def _buffers_worker(rank, port, out, errors):
                 "cpu",
                 "SOLVER.MAX_EPOCHS",
                 2,
-                "SOLVER.WARMUP_ITERS",
+                "SOLVER.WARMUP_EPOCHS",
                 1,
                 "SOLVER.EVAL_PERIOD",
                 1,

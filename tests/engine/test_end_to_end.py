@@ -1,5 +1,6 @@
 """train_net.py / test_net.py end to end on the tiny synthetic RGBNT201: smoke training of both
-smoke configs, resume after a real SIGKILL in epoch 2, the NaN stop, re-ranking and TEST.MISS."""
+smoke configs, resume after a real SIGKILL in epoch 2, the NaN stop, re-ranking and
+TEST.MISSING_MODALITIES."""
 
 import json
 import os
@@ -180,7 +181,7 @@ def test_evaluations_never_touch_the_training_records(cli, full_run, tmp_path):
     weight = ("TEST.WEIGHT", str(run / "model_final.pth"))
     res = cli("test_net.py", run, *weight)
     assert res.returncode == 0, res.stderr[-3000:]
-    res = cli("train_net.py", run, *weight, "TEST.MISS", "t", extra=["--eval-only"])
+    res = cli("train_net.py", run, *weight, "TEST.MISSING_MODALITIES", "TI", extra=["--eval-only"])
     assert res.returncode == 0, res.stderr[-3000:]
     after = _mtimes(run)
     assert {k: after[k] for k in before} == before
@@ -247,3 +248,39 @@ def test_a_killed_run_does_not_leave_its_lock_stuck(tmp_path):
     proc.kill()
     proc.wait()
     RunLock(str(tmp_path)).acquire().release()  # free again once the holder is gone
+
+
+@pytest.mark.slow
+def test_run_folder_in_demo_names_resumes_and_evaluates(cli, full_run, tmp_path, old_names):
+    """A run folder written before the renames: config.yaml and the checkpoint's stored cfg use
+    DeMo's key names. `--resume` with that config.yaml continues it without a config-changed stop
+    and ends with the uninterrupted run's weights and numbers; test_net.py evaluates its
+    checkpoint."""
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    for name in ("model_final.pth", "last.pth", "model_0002.pth"):
+        (run / name).unlink()
+    (run / "last_checkpoint").write_text("model_0001.pth")
+    config = run / "config.yaml"
+    config.write_text(old_names(config.read_text()))
+    ckpt = torch.load(run / "model_0001.pth", weights_only=True)
+    ckpt["cfg"] = old_names(ckpt["cfg"])
+    torch.save(ckpt, run / "model_0001.pth")
+    res = cli(
+        "train_net.py", run, "DATALOADER.NUM_WORKERS", "0", config=str(config), extra=["--resume"]
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = (run / "log.txt").read_text()
+    stored = f"the config stored in {run / 'model_0001.pth'}"
+    assert f"SOLVER.WARMUP_ITERS (from {stored}) is DeMo's name for SOLVER.WARMUP_EPOCHS" in log
+    assert f"MODEL.DIRECT 1 (from {config}) is DeMo's name for MODEL.JOINT_ORI_HEAD" in log
+    _same_run(full_run, run)
+    res = cli(
+        "test_net.py",
+        tmp_path / "eval",
+        "TEST.WEIGHT",
+        str(run / "model_0001.pth"),
+        config=str(config),
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert evals(tmp_path / "eval", "test_metrics.json")[-1]["epoch"] == 1

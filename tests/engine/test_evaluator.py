@@ -1,5 +1,6 @@
 """The evaluation path with a fake model on the tiny synthetic sets: one pass over the distinct
-samples, TEST.MISS zero-filling, patterns, both protocols, re-ranking, metrics.json."""
+samples, TEST.MISSING_MODALITIES zero-filling, patterns, both protocols, re-ranking,
+metrics.json."""
 
 import json
 import os
@@ -43,15 +44,17 @@ def test_union_extracts_shared_query_gallery_once(smoke_cfg):
     assert all(records[i] == r for i, r in zip(g.tolist(), s100.gallery))
 
 
-def test_miss_letters_follow_input_modalities(smoke_cfg):
-    assert missing_modalities(smoke_cfg("TEST.MISS", "rt")) == ["RGB", "TI"]
-    cfg = smoke_cfg("INPUT.MODALITIES", ("A", "B", "C"), "TEST.MISS", "n")
+def test_missing_modalities_in_input_modalities_order(smoke_cfg):
+    assert missing_modalities(smoke_cfg("TEST.MISSING_MODALITIES", ("TI", "RGB"))) == ["RGB", "TI"]
+    cfg = smoke_cfg("INPUT.MODALITIES", ("A", "B", "C"), "TEST.MISSING_MODALITIES", ("B",))
     assert missing_modalities(cfg) == ["B"]
 
 
 @pytest.mark.parametrize("name", ["RGBNT201", "MSVR310"])
 def test_perfect_features_score_100_and_are_logged(smoke_cfg, tmp_path, name):
-    cfg = smoke_cfg("DATASETS.NAMES", name, "OUTPUT_DIR", str(tmp_path), "TEST.MISS", "n")
+    cfg = smoke_cfg(
+        "DATASETS.NAMES", name, "OUTPUT_DIR", str(tmp_path), "TEST.MISSING_MODALITIES", "NI"
+    )
     splits = build_dataset(cfg)
     model = PidModel()
     writer = EventWriter(str(tmp_path))
@@ -66,7 +69,7 @@ def test_perfect_features_score_100_and_are_logged(smoke_cfg, tmp_path, name):
     assert sorted(model.seen) == list(range(distinct))  # one pass, every sample once
     assert model.energy["NI"] == 0.0 and model.energy["RGB"] > 0 and model.energy["TI"] > 0
     (line,) = [json.loads(x) for x in open(tmp_path / "metrics.json")]
-    assert line["split"] == "test" and line["miss"] == "n"
+    assert line["split"] == "test"
     assert (line["epoch"], line["step"]) == (2, 40)
     assert line["setting"] == "query_RGB+TI_gallery_RGB+TI"
     assert line["query_modalities"] == line["gallery_modalities"] == ["RGB", "TI"]
@@ -89,7 +92,7 @@ def test_without_a_writer_nothing_is_written(smoke_cfg, tmp_path):
 def test_full_modality_setting_keeps_the_plain_tag(smoke_cfg):
     cfg = smoke_cfg()
     assert setting_name(cfg, *modality_sets(cfg)) == ""
-    assert modality_sets(smoke_cfg("TEST.MISS", "rn")) == (("TI",), ("TI",))
+    assert modality_sets(smoke_cfg("TEST.MISSING_MODALITIES", ("RGB", "NI"))) == (("TI",), ("TI",))
 
 
 def test_single_pattern_and_reranking(smoke_cfg, tmp_path):

@@ -79,7 +79,7 @@ def _cfg(out, *opts):
             "cpu",
             "SOLVER.MAX_EPOCHS",
             3,
-            "SOLVER.WARMUP_ITERS",
+            "SOLVER.WARMUP_EPOCHS",
             1,
             "SOLVER.LOG_PERIOD",
             2,

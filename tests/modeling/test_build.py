@@ -104,3 +104,25 @@ def test_imagenet_backbone_shape():
     assert model.backbone.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
     clip = meta_model("RGBNT201/DeMo.yml")
     assert isinstance(clip.backbone.blocks[-1].drop_path1, torch.nn.Identity)
+
+
+WIDTHS = {"ViT-B-16": 512, "vit_base_patch16_224": 768, "tiny_clip": 64, "tiny_vit": 96}
+
+
+@pytest.mark.parametrize("name", sorted(WIDTHS))
+def test_each_backbone_type_builds_with_its_registered_width(name):
+    """The registry is the one table of backbone types and widths: the config's feature width,
+    the registered one and the built backbone's agree (CLIP ViT-B/16 projects to 512, the
+    ImageNet ViT-B/16 keeps its 768, the tiny ones follow MODEL.TINY)."""
+    from config import feature_dim
+    from modeling.backbones import BACKBONE_REGISTRY
+
+    assert BACKBONE_REGISTRY.names() == sorted(WIDTHS)
+    cfg = load_config(
+        str(REPO / "configs" / "RGBNT201" / "DeMo.yml"), ["MODEL.TRANSFORMER_TYPE", name]
+    )
+    spec = BACKBONE_REGISTRY.get(name)
+    with torch.device("meta"):
+        backbone = spec(cfg)
+    assert backbone.out_dim == feature_dim(cfg) == spec.feature_dim(cfg) == WIDTHS[name]
+    assert tuple(backbone.patch_embed.patch_size) == (spec.patch_size(cfg),) * 2

@@ -7,11 +7,11 @@ from modeling import build_model, select_pattern
 
 CASES = [  # (config, overrides, C, fused width)
     ("DeMo", (), 64, 7 * 64),
-    ("DeMo", ("MODEL.DIRECT", "0", "MODEL.HEAD", "8"), 64, 7 * 64),
+    ("DeMo", ("MODEL.JOINT_ORI_HEAD", "False", "MODEL.HEAD", "8"), 64, 7 * 64),
     ("DeMo", ("MODEL.ATM", "False"), 64, 7 * 64),
     ("DeMo", ("MODEL.HDM", "False", "MODEL.ATM", "False", "TEST.RETURN_PATTERN", "1"), 64, None),
     ("DeMo_SDTPS", (), 64, 3 * 64),
-    ("DeMo_SDTPS", ("MODEL.DIRECT", "0", "MODEL.STRIDE_SIZE", "(6, 6)"), 64, 3 * 64),
+    ("DeMo_SDTPS", ("MODEL.JOINT_ORI_HEAD", "False", "MODEL.STRIDE_SIZE", "(6, 6)"), 64, 3 * 64),
     ("DeMo_SDTPS", ("MODEL.TRANSFORMER_TYPE", "tiny_vit", "MODEL.TINY.WIDTH", "48"), 48, 3 * 48),
 ]
 
@@ -23,7 +23,7 @@ def test_outputs_per_pattern(smoke_cfg, make_batch, name, opts, dim, fused):
     model = build_model(cfg, num_classes=5, num_cameras=4)
     batch = make_batch(cfg)
     losses = model.train()(batch)
-    expected = ["ori"] if cfg.MODEL.DIRECT else list(cfg.INPUT.MODALITIES)
+    expected = ["ori"] if cfg.MODEL.JOINT_ORI_HEAD else list(cfg.INPUT.MODALITIES)
     expected += ["fused"] if fused else []
     assert sorted(k for k in losses if k.startswith("loss_")) == sorted(
         f"loss_{kind}_{e}" for e in expected for kind in ("id", "tri")

@@ -19,7 +19,7 @@ FAST = [
     "1",
     "TEST.IMS_PER_BATCH",
     "16",
-    "SOLVER.WARMUP_ITERS",
+    "SOLVER.WARMUP_EPOCHS",
     "1",
 ]
 

@@ -184,6 +184,23 @@ def test_a_run_of_another_config_stops_the_planning(planned, tmp_path):
     )
 
 
+def test_a_run_folder_in_demo_names_is_reused(planned, old_names):
+    """A finished run whose config.yaml was written before the renames (DeMo's key names) is the
+    same config as today's, and a changed value under an old name is still a change."""
+    first = planned(configs=[DEMO], seeds=[1])
+    run = first.runs[0]
+    fake_run(run)
+    compare.release(first)
+    path = os.path.join(run.folder, "config.yaml")
+    text = open(path).read()
+    open(path, "w").write(old_names(text))
+    again = planned(configs=[DEMO], seeds=[1])
+    assert again.runs[0].state == "done"
+    compare.release(again)
+    with pytest.raises(compare.StudyError, match="SOLVER.WARMUP_EPOCHS: 2 there, 5 now"):
+        planned(configs=[DEMO], seeds=[1], opts=["SOLVER.WARMUP_EPOCHS", "5"])
+
+
 def test_live_runs_and_a_second_study_are_refused(planned, tmp_path):
     study = planned(configs=[DEMO], seeds=[1])
     with pytest.raises(compare.StudyError, match="in use by another tools/compare.py"):
@@ -481,7 +498,7 @@ FAST = [
     "1",
     "TEST.IMS_PER_BATCH",
     "16",
-    "SOLVER.WARMUP_ITERS",
+    "SOLVER.WARMUP_EPOCHS",
     "1",
     "SOLVER.CHECKPOINT_PERIOD",
     "1",

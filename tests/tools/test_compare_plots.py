@@ -25,12 +25,12 @@ def train(epoch, it, step, total, tri=1.0):
     }
 
 
-def test_eval(epoch, maps, split="test"):
+def test_eval(epoch, maps, split="test", setting="full"):
     return {
         "type": "eval",
         "split": split,
         "epoch": epoch,
-        "miss": "none",
+        "setting": setting,
         "results": {str(p): {"mAP": m, "R1": m, "mINP": m} for p, m in maps.items()},
     }
 
@@ -67,6 +67,29 @@ def test_loss_curves_weight_windows_and_resumed_epochs_count_once():
     assert run_records.eval_curves(recs) == {"test": {3: {2: 55.0}}}
     assert run_records.final_test(recs, 2) == {3: {"mAP": 55.0, "R1": 55.0, "mINP": 55.0}}
     assert run_records.final_test(recs, 3) is None
+
+
+def test_curves_keep_the_full_setting_of_todays_and_older_records():
+    """A missing-modality evaluation of the same epoch is a setting of its own: not part of the
+    learning curve, and not a redo of the full one. Records written before settings were named
+    carry DeMo's letters ("miss") instead."""
+    old_full = {k: v for k, v in test_eval(1, {3: 20.0}).items() if k != "setting"}
+    old_miss = {**test_eval(1, {3: 5.0}), "miss": "r"}
+    del old_miss["setting"]
+    recs = [
+        {**old_full, "miss": "none"},
+        old_miss,
+        test_eval(2, {3: 40.0}),
+        test_eval(2, {3: 7.0}, setting="query_NI+TI_gallery_NI+TI"),
+    ]
+    assert run_records.eval_curves(recs) == {"test": {3: {1: 20.0, 2: 40.0}}}
+    assert [run_records.setting(r) for r in recs] == [
+        "full",
+        "miss r",
+        "full",
+        "query_NI+TI_gallery_NI+TI",
+    ]
+    assert len(run_records.latest(recs)) == 4
 
 
 def test_torn_last_line_is_skipped(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 
 from tools import eval_suite
 
-ROWS = ["none", "r", "n", "t", "rn", "rt", "nt", eval_suite.AVERAGE]
+ROWS = ["none", "RGB", "NI", "TI", "RGB+NI", "RGB+TI", "NI+TI", eval_suite.AVERAGE]
 
 
 def test_suite_table(sdtps_args, tmp_path):
@@ -23,11 +23,11 @@ def test_suite_table(sdtps_args, tmp_path):
     assert [r.split("|")[1].strip() for r in rows[1:]] == ROWS
     assert " / " in rows[1]  # mAP / Rank-1 per cell
     saved = json.loads((tmp_path / "suite.json").read_text())["results"]
-    assert saved["rt"]["2"]["R1"] == pytest.approx(res["rt"][2]["R1"])
+    assert saved["RGB+TI"]["2"]["R1"] == pytest.approx(res["RGB+TI"][2]["R1"])
 
 
-def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
-    """The 7 x 7 matrix from 7 extractions: its diagonal is DeMo's TEST.MISS setting, an
+def test_any_to_any_matrix_diagonal_equals_missing_modalities(sdtps_args, tmp_path):
+    """The 7 x 7 matrix from 7 extractions: its diagonal is TEST.MISSING_MODALITIES's setting, an
     off-diagonal cell the evaluation with TEST.QUERY_MODALITIES / GALLERY_MODALITIES."""
     from config import load_config
     from data import build_dataset
@@ -38,7 +38,7 @@ def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
     assert len(res) == 49
     cfg_file, opts = sdtps_args[1], sdtps_args[2:]
     checks = [
-        (("NI", "TI"), ("NI", "TI"), ["TEST.MISS", "r"]),
+        (("NI", "TI"), ("NI", "TI"), ["TEST.MISSING_MODALITIES", ("RGB",)]),
         (("RGB",), ("RGB", "NI", "TI"), ["TEST.QUERY_MODALITIES", ("RGB",)]),
         (
             ("NI", "TI"),
@@ -58,3 +58,32 @@ def test_any_to_any_matrix_diagonal_equals_test_miss(sdtps_args, tmp_path):
     table = (tmp_path / "any_to_any.md").read_text()
     assert "| query \\ gallery | RGB+NI+TI | RGB+NI | RGB+TI | NI+TI | RGB | NI | TI |" in table
     assert (tmp_path / "any_to_any.png").stat().st_size > 10_000
+
+
+def test_run_folder_in_demo_names_evaluates_as_today(sdtps_args, tmp_path, old_names):
+    """A run folder written before the renames: its config.yaml and the cfg stored in its
+    checkpoint use DeMo's key names (SOLVER.WARMUP_ITERS, INPUT.PROB, MODEL.DIRECT, TEST.MISS).
+    The tools load both and give the numbers of today's names."""
+    import os
+
+    import torch
+
+    from config import load_config
+
+    out, weight = sdtps_args[7], sdtps_args[5]
+    today = os.path.join(out, "config.yaml")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text(old_names(open(today).read()))
+    ckpt = torch.load(weight, map_location="cpu", weights_only=True)
+    ckpt["cfg"] = old_names(ckpt["cfg"])
+    torch.save(ckpt, old / "model_final.pth")
+    assert load_config(str(old / "config.yaml")) == load_config(today)
+
+    def suite(config, w, name):
+        args = ["--config_file", config, "TEST.WEIGHT", w, "OUTPUT_DIR", str(tmp_path / name)]
+        return eval_suite.main([*args, "--out", str(tmp_path / name)])
+
+    assert suite(str(old / "config.yaml"), str(old / "model_final.pth"), "old") == suite(
+        today, weight, "today"
+    )

@@ -120,13 +120,14 @@ def test_similarity_target_gradient_is_the_cosine_gradient():
     torch.testing.assert_close(grad, torch.tensor([[0.6, 0.8]]))
 
 
-@pytest.mark.parametrize("config,direct", [("DeMo.yml", "1"), ("DeMo_SDTPS.yml", "0")])
-def test_pattern_logits_are_the_training_heads(smoke_cfg, config, direct):
-    """The heads the training loss applies (meta_arch: one on [R; N; T] with MODEL.DIRECT 1, one
-    per modality on its class token otherwise; the fused head on fused), from the eval features."""
+@pytest.mark.parametrize("config,joint", [("DeMo.yml", "True"), ("DeMo_SDTPS.yml", "False")])
+def test_pattern_logits_are_the_training_heads(smoke_cfg, config, joint):
+    """The heads the training loss applies (meta_arch: one on [R; N; T] with MODEL.JOINT_ORI_HEAD,
+    one per modality on its class token otherwise; the fused head on fused), from the eval
+    features."""
     from modeling import build_model
 
-    cfg = smoke_cfg("MODEL.DIRECT", direct, config=config)
+    cfg = smoke_cfg("MODEL.JOINT_ORI_HEAD", joint, config=config)
     model = build_model(cfg, 8, 3).eval()
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -136,7 +137,7 @@ def test_pattern_logits_are_the_training_heads(smoke_cfg, config, direct):
     with torch.no_grad():
         globals_, ori, fused, _ = model.encode(batch)
         feats = model(batch)
-        if direct == "1":
+        if joint == "True":
             ori_logits = model.ori_heads[0](ori)
         else:
             assert len(model.ori_heads) == 3
@@ -176,8 +177,8 @@ def test_visualize_cam_train_split_and_missing_modality(smoke_checkpoint, tmp_pa
             "train",
             "--pattern",
             "2",
-            "TEST.MISS",
-            "n",
+            "TEST.MISSING_MODALITIES",
+            "NI",
             "--out",
             str(tmp_path),
         ]
