@@ -14,7 +14,9 @@
 #   options       DeMo_SDTPS and its variants of configs/RGBNT201/study/ (each Gumbel mode,
 #                 SDTPS_SCORE_GRAD, loss weight 2), seeds 1-3, bf16
 #   timing        3 short DeMo runs one after another, then the same 3 at once (wall times)
-#   options-fp16  the same as options in fp16, without loss weight 2 (with DeMo)
+#   options-fp16  the same as options in fp16, without loss weight 2
+#   anytoany-time tools/eval_suite.py --any-to-any on one model of `headline` with the GPU to
+#                 itself: the time of the 7 extractions and of the 49 x 3 rankings
 #
 # Every study is resumable: runs that finished are reused (tools/compare.py). Runs live in
 # OUT_DIR/bf16 and OUT_DIR/fp16, each study's report in OUT_DIR/reports/<study>/. ROOT (data,
@@ -24,7 +26,7 @@
 set -euo pipefail
 out=${1:?usage: accuracy_study.sh OUT_DIR [STUDY ...]}
 shift
-studies=${*:-headline dropout anytoany fp16 options timing options-fp16}
+studies=${*:-headline dropout anytoany fp16 options timing options-fp16 anytoany-time}
 py=${PYTHON:-python3}
 root=${ROOT:-/tmp/bench-h1}
 backbone=${BACKBONE:-$out/guard/pretrain/model_final.pth}
@@ -59,7 +61,7 @@ compare() {
 
 configs() { for c in "$@"; do printf -- '--config\n%s\n' "$c"; done; }
 options_configs() {
-  configs "$base/DeMo.yml" "$base/DeMo_SDTPS.yml"
+  configs "$base/DeMo_SDTPS.yml"
   for v in "$@"; do configs "$base/study/DeMo_SDTPS_$v.yml"; done
 }
 
@@ -118,6 +120,13 @@ for study in $studies; do
     options-fp16) compare options-fp16 fp16 $(options_configs gumbel_ste gumbel_sample gumbel_soft score_grad) \
                     --seeds 1 2 3 SOLVER.AMP fp16 ;;
     timing) timing ;;
+    anytoany-time)
+      wait  # nothing else on the GPU
+      run=$out/bf16/RGBNT201-DeMo_SDTPS/seed_1
+      "$py" tools/eval_suite.py --config_file "$run/config.yaml" TEST.WEIGHT "$run/model_final.pth" \
+        DATASETS.ROOT_DIR "$root" --any-to-any --out "$out/reports/anytoany-time" \
+        > "$out/reports/anytoany-time.log" 2>&1
+      grep -E "settings from" "$out/reports/anytoany-time.log" || true ;;
     *) echo "unknown study $study (see the head of this script)" >&2; exit 2 ;;
   esac
 done
