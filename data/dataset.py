@@ -9,7 +9,7 @@ the same pixels into its shared slots instead and shares `label_fields`.
 import logging
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from .datasets import DatasetError
 from .transforms import NOISE_SEED, read_pixels
@@ -89,7 +89,9 @@ class Collate:
         batch["images"] = {}
         for m in self.modalities:
             if samples:
-                hwc = torch.stack([s["images"][m].permute(1, 2, 0) for s in samples])
+                # default_collate stacks straight into shared memory in a worker: the batch
+                # then crosses to the main process without another copy
+                hwc = default_collate([s["images"][m].permute(1, 2, 0) for s in samples])
             else:
                 hwc = torch.empty((0, *self.size, 3), dtype=torch.uint8)
             batch["images"][m] = hwc.permute(0, 3, 1, 2)
