@@ -85,8 +85,7 @@ class Collate:
 
     def __call__(self, samples):
         samples = [s for s in samples if s is not None]
-        batch = label_fields(samples)
-        batch["images"] = {}
+        images = {}
         for m in self.modalities:
             if samples:
                 # default_collate stacks straight into shared memory in a worker: the batch
@@ -94,5 +93,8 @@ class Collate:
                 hwc = default_collate([s["images"][m].permute(1, 2, 0) for s in samples])
             else:
                 hwc = torch.empty((0, *self.size, 3), dtype=torch.uint8)
-            batch["images"][m] = hwc.permute(0, 3, 1, 2)
-        return batch
+            images[m] = hwc.permute(0, 3, 1, 2)
+        # "images" first: torch.compile's guards see the batch dict's key order, and with
+        # "images" elsewhere the evaluator's padded last batch ({"images", "camids"}) compiled a
+        # second graph
+        return {"images": images, **label_fields(samples)}

@@ -152,7 +152,8 @@ class SlotCollate:
         samples = [s for s in samples if s is not None]
         if samples:
             self.ring.write(slot, samples)
-        return dict(label_fields(samples), images=slot)
+        # "images" first, as in the plain pipeline's batches (dataset.Collate says why)
+        return {"images": slot, **label_fields(samples)}
 
 
 class RingLoader:

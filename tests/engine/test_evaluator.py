@@ -128,13 +128,14 @@ def test_scene_protocol_changes_the_junk_set(smoke_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_extraction_matches_eager(smoke_cfg):
+@pytest.mark.parametrize("pipeline", ["ring", "plain"])
+def test_compiled_extraction_matches_eager(smoke_cfg, pipeline):
     """SOLVER.COMPILE: one static-shape graph (the last, short batch is padded to it), same
     features as the eager model."""
     from engine.evaluator import extract_features
     from modeling import build_model
 
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4)
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.PIPELINE", pipeline)
     records = build_dataset(cfg).gallery[:10]  # batches of 4, 4, 2
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=8, num_cameras=4)
@@ -143,7 +144,9 @@ def test_compiled_extraction_matches_eager(smoke_cfg):
     counters = torch._dynamo.utils.counters
     counters.clear()
     compiled = extract_features(
-        smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True), model, records
+        smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True, "DATALOADER.PIPELINE", pipeline),
+        model,
+        records,
     )
     assert counters["stats"]["unique_graphs"] == 1
     assert set(compiled) == set(eager)
