@@ -109,6 +109,7 @@ _C.DATALOADER.NUM_WORKERS = 8  # loader worker processes per rank
 _C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (P x K ids) or softmax
 _C.DATALOADER.NUM_INSTANCE = 8  # K: images per identity in a batch
 _C.DATALOADER.PREFETCH_FACTOR = 4  # batches prefetched by each worker
+_C.DATALOADER.PIPELINE = "ring"  # host-to-device path: ring (shared page-locked slots) or plain
 
 # ------------------------------------------------------------------------------------------------
 # SOLVER

@@ -104,10 +104,10 @@ class EpochStream:
     """The batches of epochs `start`, start + 1, ... of an EpochBatchSampler as one endless batch
     sampler. A DataLoader over it prefetches the next epoch's first batches while the current
     epoch ends, instead of refilling its workers' queues at every epoch start. len() is one
-    epoch's. Setting `closed` ends the stream at the next batch."""
+    epoch's; `start` is read when an iteration begins (a DataLoader's pass)."""
 
     def __init__(self, sampler, start=1):
-        self.sampler, self.start, self.closed = sampler, start, False
+        self.sampler, self.start = sampler, start
 
     def __len__(self):
         return len(self.sampler)
@@ -115,10 +115,7 @@ class EpochStream:
     def __iter__(self):
         epoch = self.start
         while True:
-            for batch in self.sampler.batches(epoch):
-                if self.closed:
-                    return
-                yield batch
+            yield from self.sampler.batches(epoch)
             epoch += 1
 
 

@@ -8,7 +8,7 @@ Test: resize -> to tensor -> normalise.
 
 Where the work runs: a loader worker only decodes (and resizes, when the file is not already at
 the input size) into uint8 pixels and draws the augmentation's random numbers
-(`TripletTransform`). The pixel work - flip, pad + crop, normalise, erase - runs on the whole
+(`SampleTransform`). The pixel work - flip, pad + crop, normalise, erase - runs on the whole
 batch at once on the training device (`BatchTransform`), after a copy of uint8 pixels, a quarter
 of the bytes of float ones. On a GPU that takes the data pipeline's CPU cost per image from a few
 milliseconds to the decode alone.
@@ -114,7 +114,7 @@ def draw_augmentation(rng, size, flip_prob, padding, erase_prob):
     return (flip, top, left, *box, rng.getrandbits(62))
 
 
-class TripletTransform:
+class SampleTransform:
     """The workers' part: the random draws. Callable (pixels: {modality: uint8 (3, H, W) at
     `size`, from `read_pixels`}, epoch, position) -> (the pixels of INPUT.MODALITIES, draws
     LongTensor(M, N_DRAWS) or None at test time)."""

@@ -17,7 +17,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from data.build import to_device
+from data.prefetch import to_device
 from solver import build_optimizer, build_scheduler
 from utils import comm
 from utils.checkpoint import Checkpointer, load_checkpoint

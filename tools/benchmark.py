@@ -1,6 +1,7 @@
 """GPU benchmark: training and feature-extraction throughput, metric time, peak memory, MFU.
 
     python tools/benchmark.py --root /tmp/bench [--config A.yml ...] [--workers 14] [KEY VALUE ...]
+    python tools/benchmark.py ... --pipeline ring --pipeline plain    # both data pipelines, in turn
 
 For each config (default: the RGBNT201 DeMo and DeMo_SDTPS recipes at batch 64, random weights) on a
 synthetic RGBNT201 set at full size (generated under --root when missing):
@@ -18,6 +19,8 @@ synthetic RGBNT201 set at full size (generated under --root when missing):
 - peak GPU memory as nvidia-smi reports it (the anchor's measure) and torch's own peak;
 - MFU = 6 x GMACs x triplets/s / the device's dense bf16 peak.
 Once: metrics (utils.metrics.rank_features) for 10,000 x 100,000 features.
+Each config runs once per --pipeline (DATALOADER.PIPELINE; default: the config's, overrides
+included); the measures that go through a loader name the pipeline that ran.
 One JSON line per measurement, then a table. Under torchrun, train_e2e runs on every rank with the
 global batch split and rank 0 reports.
 """
@@ -152,6 +155,7 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
     emit(
         measure="loader",
         config=name,
+        pipeline=cfg.DATALOADER.PIPELINE,
         workers=args.workers,
         triplets_per_s=round(args.iters * per_rank * comm.get_world_size() / sec, 1),
     )
@@ -162,6 +166,7 @@ def bench_train(cfg, name, trainer, device, args, g, peak):
     emit(
         measure="train_e2e",
         config=name,
+        pipeline=cfg.DATALOADER.PIPELINE,
         triplets_per_s=round(tps, 1),
         iters=args.iters,
         epochs_crossed=state["epoch"],
@@ -225,6 +230,7 @@ def bench_epochs(trainer, name, device, epochs):
     emit(
         measure="train_epochs",
         config=name,
+        pipeline=trainer.cfg.DATALOADER.PIPELINE,
         epochs=epochs,
         iters_per_epoch=trainer.iters_per_epoch,
         seconds_per_epoch=round(seconds, 3),
@@ -270,6 +276,7 @@ def bench_extract(cfg, name, model, splits, device, args):
             emit(
                 measure=measure,
                 config=name,
+                pipeline=cfg.DATALOADER.PIPELINE,
                 triplets=len(records),
                 triplets_per_s=round(len(records) / (time.perf_counter() - t), 1),
             )
@@ -288,6 +295,7 @@ def bench_extract(cfg, name, model, splits, device, args):
         emit(
             measure=measure,
             config=name,
+            pipeline=cfg.DATALOADER.PIPELINE,
             workers=args.workers,
             triplets_per_s=round(n / (time.perf_counter() - t), 1),
             first_batch_s=round(first, 3),
@@ -395,56 +403,11 @@ def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
 
 
 def main(args):
+    device = None
     for config in args.configs:
-        name = os.path.splitext(os.path.basename(config))[0]
-        cfg = load_config(
-            config,
-            [
-                "DATASETS.ROOT_DIR",
-                args.root,
-                "OUTPUT_DIR",
-                os.path.join(args.out, name),
-                "DATALOADER.NUM_WORKERS",
-                args.workers,
-                *args.opts,
-            ],
-        )
-        device = setup(cfg)
-        peak, dev_name = peak_flops(device)
-        splits = build_dataset(cfg)
-        model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
-        g = gmacs(cfg, model, device)
-        if "attention" in args.measures and config == args.configs[0]:
-            bench_attention(cfg, model, device)
-        cuda = device.type == "cuda"
-        if "train" in args.measures:
-            if cuda:
-                torch.cuda.reset_peak_memory_stats(device)
-            with SmiPeak(device.index or 0 if cuda else -1) as smi:
-                trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train, device=device))
-                bench_train(cfg, name, trainer, device, args, g, peak)
-                train_smi = smi.peak
-            emit(
-                measure="memory_train",
-                config=name,
-                nvidia_smi_MiB=train_smi,
-                torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20)
-                if cuda
-                else None,
-                torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20)
-                if cuda
-                else None,
-                device=dev_name,
-                gmacs_per_triplet=round(g, 2),
-                amp=str(amp_dtype(cfg, device)),
-                compile=cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE,
-            )
-        trainer = None
-        if comm.get_world_size() == 1 and "extract" in args.measures:
-            bench_extract(cfg, name, model, splits, device, args)
-        del trainer, model
-        if cuda:
-            torch.cuda.empty_cache()
+        for pipeline in args.pipelines or [None]:
+            first = device is None
+            device = run(args, config, pipeline, first)
     if comm.is_main_process() and "metrics" in args.measures:
         bench_metrics(device, *args.metrics_size)
     if comm.is_main_process():
@@ -452,6 +415,62 @@ def main(args):
         for r in RESULTS:
             fig = {k: v for k, v in r.items() if k not in ("measure", "config")}
             print(f"| {r['measure']} | {r.get('config', '')} | {fig} |")
+
+
+def run(args, config, pipeline, first):
+    """The measures of one config through one data pipeline (None: the config's); `first`: the
+    first run, which also measures the attention backends. Returns the device."""
+    name = os.path.splitext(os.path.basename(config))[0]
+    out = os.path.join(args.out, name if pipeline is None else f"{name}-{pipeline}")
+    opts = ["DATASETS.ROOT_DIR", args.root, "OUTPUT_DIR", out]
+    opts += ["DATALOADER.NUM_WORKERS", args.workers, *args.opts]
+    if pipeline is not None:
+        opts += ["DATALOADER.PIPELINE", pipeline]
+    cfg = load_config(config, opts)
+    device = setup(cfg)
+    if comm.is_main_process():
+        print(
+            f"[benchmark] {name}: DATALOADER.PIPELINE {cfg.DATALOADER.PIPELINE}, "
+            f"{cfg.DATALOADER.NUM_WORKERS} workers",
+            flush=True,
+        )
+    peak, dev_name = peak_flops(device)
+    splits = build_dataset(cfg)
+    model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
+    g = gmacs(cfg, model, device)
+    if "attention" in args.measures and first:
+        bench_attention(cfg, model, device)
+    cuda = device.type == "cuda"
+    if "train" in args.measures:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        with SmiPeak(device.index or 0 if cuda else -1) as smi:
+            trainer = Trainer(cfg, model, build_train_loader(cfg, splits.train, device=device))
+            bench_train(cfg, name, trainer, device, args, g, peak)
+            train_smi = smi.peak
+        emit(
+            measure="memory_train",
+            config=name,
+            pipeline=cfg.DATALOADER.PIPELINE,
+            nvidia_smi_MiB=train_smi,
+            torch_peak_allocated_MiB=round(torch.cuda.max_memory_allocated(device) / 2**20)
+            if cuda
+            else None,
+            torch_peak_reserved_MiB=round(torch.cuda.max_memory_reserved(device) / 2**20)
+            if cuda
+            else None,
+            device=dev_name,
+            gmacs_per_triplet=round(g, 2),
+            amp=str(amp_dtype(cfg, device)),
+            compile=cfg.SOLVER.COMPILE and cfg.SOLVER.COMPILE_MODE,
+        )
+    trainer = None
+    if comm.get_world_size() == 1 and "extract" in args.measures:
+        bench_extract(cfg, name, model, splits, device, args)
+    del trainer, model
+    if cuda:
+        torch.cuda.empty_cache()
+    return device
 
 
 if __name__ == "__main__":
@@ -500,6 +519,14 @@ if __name__ == "__main__":
         "the backbone's attention per SDPA backend)",
     )
     p.add_argument("--train-only", action="store_true", help="the same as --measures train")
+    p.add_argument(
+        "--pipeline",
+        action="append",
+        dest="pipelines",
+        choices=["ring", "plain"],
+        help="DATALOADER.PIPELINE to measure each config with (repeatable: one run per "
+        "pipeline, in the order given; default: the config's)",
+    )
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every config")
     args = p.parse_args()
     args.configs = args.configs or list(CONFIGS)

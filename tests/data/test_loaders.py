@@ -1,15 +1,18 @@
 """Batches: layout, determinism across workers and epochs, P x K sampling, DDP shares."""
 
+import multiprocessing
+import shutil
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
 
-from data import build_dataset, build_test_loader, build_train_loader
-from data.build import BatchRing
+from data import DatasetError, build_dataset, build_test_loader, build_train_loader
+from data.build import PIPELINES
+from data.ring import BatchRing
 from data.samplers import EpochBatchSampler
-from data.transforms import TripletTransform
+from data.transforms import SampleTransform
 
 
 @pytest.fixture
@@ -51,9 +54,17 @@ def test_batch_layout(train_setup):
     assert len(loader) == 40 // 16
 
 
-def test_same_batches_with_0_and_2_workers(train_setup):
-    cfg0, s = train_setup()
-    cfg2, _ = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_same_batches_with_0_and_2_workers(train_setup, pipeline):
+    cfg0, s = train_setup("DATALOADER.PIPELINE", pipeline)
+    cfg2, _ = train_setup(
+        "DATALOADER.NUM_WORKERS",
+        2,
+        "DATALOADER.PREFETCH_FACTOR",
+        2,
+        "DATALOADER.PIPELINE",
+        pipeline,
+    )
     b0 = _batches(build_train_loader(cfg0, s.train), 3)
     loader2 = build_train_loader(cfg2, s.train)
     b2 = _batches(loader2, 3)
@@ -73,10 +84,18 @@ def test_epoch_repeats_and_differs(train_setup):
     assert not torch.equal(e2[0]["index"], e3[0]["index"])
 
 
-def test_consecutive_epochs_stream_like_fresh_loaders(train_setup):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_consecutive_epochs_stream_like_fresh_loaders(train_setup, pipeline):
     """Epochs read back to back from one stream (the workers run ahead into the next epoch) are
     the epochs a fresh loader gives; an unfinished epoch restarts the stream."""
-    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+    cfg, s = train_setup(
+        "DATALOADER.NUM_WORKERS",
+        2,
+        "DATALOADER.PREFETCH_FACTOR",
+        2,
+        "DATALOADER.PIPELINE",
+        pipeline,
+    )
     streamed = build_train_loader(cfg, s.train)
     got = {e: _batches(streamed, e) for e in (1, 2, 3)}
     streamed.set_epoch(4)
@@ -90,8 +109,16 @@ def test_consecutive_epochs_stream_like_fresh_loaders(train_setup):
             assert torch.equal(x["images"]["TI"], y["images"]["TI"])
 
 
-def test_close_ends_the_pass_and_the_loader_goes_on(train_setup):
-    cfg, s = train_setup("DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2)
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_close_ends_the_pass_and_the_loader_goes_on(train_setup, pipeline):
+    cfg, s = train_setup(
+        "DATALOADER.NUM_WORKERS",
+        2,
+        "DATALOADER.PREFETCH_FACTOR",
+        2,
+        "DATALOADER.PIPELINE",
+        pipeline,
+    )
     loader = build_train_loader(cfg, s.train)
     loader.close()  # nothing started: nothing to do
     loader.set_epoch(1)
@@ -154,11 +181,11 @@ def test_duplicate_draw_gets_two_augmentations(train_setup):
 def test_paired_augmentation(train_setup):
     cfg, s = train_setup("INPUT.PAIRED_AUG", True, "INPUT.FLIP_PROB", 1.0, "INPUT.RE_PROB", 0.0)
     img = torch.arange(64 * 32 * 3).reshape(64, 32, 3).to(torch.uint8).permute(2, 0, 1)
-    pixels, draws = TripletTransform(cfg, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    pixels, draws = SampleTransform(cfg, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
     assert all(p.dtype == torch.uint8 and p.shape == (3, 64, 32) for p in pixels.values())
     assert torch.equal(draws[0], draws[1]) and torch.equal(draws[0], draws[2])
     cfg2, _ = train_setup("INPUT.PAIRED_AUG", False)
-    _, draws2 = TripletTransform(cfg2, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
+    _, draws2 = SampleTransform(cfg2, True)({"RGB": img, "NI": img, "TI": img}, 1, 5)
     assert not (torch.equal(draws2[0], draws2[1]) and torch.equal(draws2[0], draws2[2]))
 
 
@@ -176,14 +203,19 @@ def test_test_loader_shards(smoke_cfg):
     assert torch.equal(one["images"]["TI"], again["images"]["TI"])
 
 
-def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
-    import shutil
-
-    from data import DatasetError
-
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_skip_bad(smoke_cfg, synthetic_root, tmp_path, pipeline):
     root = tmp_path / "r"
     shutil.copytree(f"{synthetic_root}/RGBNT100", root / "RGBNT100")
-    cfg = smoke_cfg("DATASETS.NAMES", "RGBNT100", "TEST.IMS_PER_BATCH", 4, root=str(root))
+    cfg = smoke_cfg(
+        "DATASETS.NAMES",
+        "RGBNT100",
+        "TEST.IMS_PER_BATCH",
+        4,
+        "DATALOADER.PIPELINE",
+        pipeline,
+        root=str(root),
+    )
     s = build_dataset(cfg)
     bad = s.query[1].key
     with open(bad, "r+b") as f:
@@ -197,32 +229,75 @@ def test_skip_bad(smoke_cfg, synthetic_root, tmp_path):
         4,
         "DATASETS.SKIP_BAD",
         True,
+        "DATALOADER.PIPELINE",
+        pipeline,
         root=str(root),
     )
     got = [i for b in build_test_loader(cfg, s.query) for i in b["index"].tolist()]
     assert got == [i for i in range(len(s.query)) if i != 1]
 
 
-def test_ring_slots_and_persistent_workers(smoke_cfg):
-    """Batches are written into P x W + LAG ring slots; a second pass is served by the same
-    worker processes and gives the same batches; close() ends them and a new pass starts new
-    ones."""
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_skip_bad_in_training_leaves_the_sample_out_and_logs_the_epochs_total(
+    train_setup, synthetic_root, tmp_path, caplog, pipeline
+):
+    """An unreadable train sample is left out of each batch that drew it (the others keep
+    their pixels and draws), each skip is logged, and the epoch's total is logged at its end.
+    Without erasing: its noise is drawn for the batch from the seed of the batch's first
+    sample."""
+    cfg, s = train_setup("DATALOADER.PIPELINE", pipeline, "INPUT.RE_PROB", 0.0)
+    want = _batches(build_train_loader(cfg, s.train), 1)
+    bad = int(want[0]["index"][0])
+    drawn = sum(b["index"].tolist().count(bad) for b in want)
+    root = tmp_path / "r"
+    shutil.copytree(f"{synthetic_root}/RGBNT201", root / "RGBNT201")
+    opts = ("DATALOADER.PIPELINE", pipeline, "INPUT.RE_PROB", 0.0, "DATASETS.SKIP_BAD", True)
+    broken_cfg, broken = train_setup(*opts, "DATASETS.ROOT_DIR", str(root))
+    with open(broken.train[bad].files["NI"], "r+b") as f:
+        f.truncate(100)
+    with caplog.at_level("WARNING"):
+        got = _batches(build_train_loader(broken_cfg, broken.train), 1)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        keep = b["index"] != bad
+        assert torch.equal(a["index"], b["index"][keep])
+        assert torch.equal(a["draws"], b["draws"][keep])
+        for m in a["images"]:
+            assert torch.equal(a["images"][m][: len(a["index"])], b["images"][m][keep])
+    msgs = [r.getMessage() for r in caplog.records]
+    # (the loader may already have read ahead into epoch 2 and logged more skips there)
+    skips = [m for m in msgs if m.startswith("DATASETS.SKIP_BAD: skipping sample")]
+    assert len(skips) >= drawn and all(broken.train[bad].key in m for m in skips)
+    assert f"epoch 1: {drawn} unreadable samples skipped (DATASETS.SKIP_BAD)" in msgs
+
+
+def _children():
+    return {p.pid for p in multiprocessing.active_children()}
+
+
+@pytest.mark.parametrize("pipeline", ["ring", "plain"])
+def test_persistent_workers_serve_every_pass_until_close(smoke_cfg, pipeline):
+    """A second pass is served by the same worker processes and gives the same batches; close()
+    ends them and a new pass starts new ones."""
     cfg = smoke_cfg(
-        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2
+        "TEST.IMS_PER_BATCH",
+        4,
+        "DATALOADER.NUM_WORKERS",
+        2,
+        "DATALOADER.PREFETCH_FACTOR",
+        2,
+        "DATALOADER.PIPELINE",
+        pipeline,
     )
     s = build_dataset(cfg)
     records = s.gallery * 4
+    before = _children()
     loader = build_test_loader(cfg, records)
-    assert len(loader.ring) == 2 * 2 + BatchRing.LAG
-    assert len(loader) > len(loader.ring)  # the slots are reused within a pass
-
-    def workers():
-        return [w.pid for w in loader.loader._iterator._workers]
-
     first = list(loader)
-    pids = workers()
+    workers = _children() - before
+    assert len(workers) == 2
     second = list(loader)
-    assert workers() == pids
+    assert _children() - before == workers
     want = list(build_test_loader(smoke_cfg("TEST.IMS_PER_BATCH", 4), records))
     for batches in (first, second):
         assert len(batches) == len(want)
@@ -230,9 +305,27 @@ def test_ring_slots_and_persistent_workers(smoke_cfg):
             assert torch.equal(a["index"], b["index"])
             assert all(torch.equal(a["images"][m], b["images"][m]) for m in a["images"])
     loader.close()
-    assert loader.loader._iterator is None
+    assert not _children() & workers
     assert torch.equal(next(iter(loader))["images"]["NI"], want[0]["images"]["NI"])
-    assert workers() != pids
+    again = _children() - before
+    assert len(again) == 2 and not again & workers
+    loader.close()
+    assert not _children() - before
+
+
+def test_ring_slots_are_reused_within_a_pass(smoke_cfg):
+    """Batches are written into P x W + LAG ring slots, fewer than a pass has batches."""
+    cfg = smoke_cfg(
+        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PREFETCH_FACTOR", 2
+    )
+    records = build_dataset(cfg).gallery * 4
+    loader = build_test_loader(cfg, records)
+    assert len(loader.ring) == 2 * 2 + BatchRing.LAG
+    assert len(loader) > len(loader.ring)
+    want = list(build_test_loader(smoke_cfg("TEST.IMS_PER_BATCH", 4), records))
+    got = list(loader)
+    assert [b["index"].tolist() for b in got] == [b["index"].tolist() for b in want]
+    assert all(torch.equal(a["images"]["RGB"], b["images"]["RGB"]) for a, b in zip(got, want))
     loader.close()
 
 
@@ -253,7 +346,7 @@ def test_ring_without_shared_memory_names_the_settings(smoke_cfg, monkeypatch):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU host only)")
-def test_cuda_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
+def test_cuda_ring_batches_equal_cpu_batches_with_slow_copies(smoke_cfg):
     """The page-locked ring and the side-stream copy: batches finished on the GPU equal those
     finished on the CPU while every copy waits behind 20 ms of work on its stream and the compute
     stream is busy too. The workers refill a slot as soon as the loader may hand it out again, so

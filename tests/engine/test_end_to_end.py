@@ -111,10 +111,14 @@ def _same_run(a_dir, b_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_after_kill_in_epoch_2_matches_uninterrupted(cli, full_run, tmp_path, workers):
-    # The reference ran with 0 workers: batches must not depend on the number of workers either.
-    _kill_in_epoch_2_and_resume(cli, tmp_path, ("DATALOADER.NUM_WORKERS", str(workers)))
+@pytest.mark.parametrize("workers, pipeline", [(0, "ring"), (2, "ring"), (2, "plain")])
+def test_resume_after_kill_in_epoch_2_matches_uninterrupted(
+    cli, full_run, tmp_path, workers, pipeline
+):
+    # The reference ran with 0 workers through the ring: batches must not depend on the number
+    # of workers or on the pipeline either.
+    opts = ("DATALOADER.NUM_WORKERS", str(workers), "DATALOADER.PIPELINE", pipeline)
+    _kill_in_epoch_2_and_resume(cli, tmp_path, opts)
     _same_run(full_run, tmp_path)
 
 

@@ -131,13 +131,14 @@ def test_scene_protocol_changes_the_junk_set(smoke_cfg, tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_extraction_matches_eager(smoke_cfg):
+@pytest.mark.parametrize("pipeline", ["ring", "plain"])
+def test_compiled_extraction_matches_eager(smoke_cfg, pipeline):
     """SOLVER.COMPILE: one static-shape graph (the last, short batch is padded to it), same
     features as the eager model."""
     from engine.evaluator import extract_features
     from modeling import build_model
 
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4)
+    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.PIPELINE", pipeline)
     records = build_dataset(cfg).gallery[:10]  # batches of 4, 4, 2
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=8, num_cameras=4)
@@ -146,7 +147,9 @@ def test_compiled_extraction_matches_eager(smoke_cfg):
     counters = torch._dynamo.utils.counters
     counters.clear()
     compiled = extract_features(
-        smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True), model, records
+        smoke_cfg("TEST.IMS_PER_BATCH", 4, "SOLVER.COMPILE", True, "DATALOADER.PIPELINE", pipeline),
+        model,
+        records,
     )
     assert counters["stats"]["unique_graphs"] == 1
     assert set(compiled) == set(eager)
@@ -154,33 +157,42 @@ def test_compiled_extraction_matches_eager(smoke_cfg):
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-4, atol=1e-4)
 
 
-def test_extraction_keeps_its_loader_and_workers(smoke_cfg):
+@pytest.mark.parametrize("pipeline", ["ring", "plain"])
+def test_extraction_keeps_its_loader_and_workers(smoke_cfg, pipeline):
     """Extracting the same records again (the next periodic evaluation, another modality set)
     reuses the evaluator's test loader and its worker processes; two loaders are kept, the least
     recently used one beyond that is closed, and closing the evaluator ends them all."""
+    from multiprocessing import active_children
+
     from engine.evaluator import Evaluator
     from modeling import build_model
 
-    cfg = smoke_cfg("TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2)
+    def children():
+        return {p.pid for p in active_children()}
+
+    cfg = smoke_cfg(
+        "TEST.IMS_PER_BATCH", 4, "DATALOADER.NUM_WORKERS", 2, "DATALOADER.PIPELINE", pipeline
+    )
     gallery = build_dataset(cfg).gallery
     model = build_model(cfg, num_classes=8, num_cameras=4)
     sets = [gallery[:6], gallery[2:8], gallery[4:10]]
+    before = children()
     with Evaluator(cfg) as evaluator:
         first = evaluator.extract(model, sets[0])
         (loader,) = evaluator._loaders.values()
-        pids = [w.pid for w in loader.loader._iterator._workers]
+        pids = children() - before
+        assert len(pids) == 2
         evaluator.extract(model, sets[0], present=("NI", "TI"))
         again = evaluator.extract(model, sets[0])
         assert list(evaluator._loaders.values()) == [loader]
-        assert [w.pid for w in loader.loader._iterator._workers] == pids
+        assert children() - before == pids
         for k in first:
             torch.testing.assert_close(again[k], first[k])
         evaluator.extract(model, sets[1])
         evaluator.extract(model, sets[2])  # the third set: the first loader goes
         assert len(evaluator._loaders) == 2 and loader not in evaluator._loaders.values()
-        assert loader.loader._iterator is None
-        kept = list(evaluator._loaders.values())
-    assert not evaluator._loaders and all(x.loader._iterator is None for x in kept)
+        assert not children() & pids and len(children() - before) == 4
+    assert not evaluator._loaders and not children() - before
 
 
 class PresenceModel(nn.Module):

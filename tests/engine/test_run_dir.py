@@ -48,6 +48,8 @@ def test_resume_compares_schedule_and_model_keys_only():
             ("RGB",),
             "DATALOADER.NUM_WORKERS",
             0,
+            "DATALOADER.PIPELINE",
+            "plain",
             "SOLVER.MAX_EPOCHS",
             60,
             "MODEL.SDTPS_SPARSE_RATIO",

@@ -172,7 +172,11 @@ def test_a_run_of_another_config_stops_the_planning(planned, tmp_path):
     fake_run(run)
     compare.release(first)
     # a key that only changes speed is not a different config
-    faster = planned(configs=[DEMO], seeds=[1], opts=["DATALOADER.NUM_WORKERS", "3"])
+    faster = planned(
+        configs=[DEMO],
+        seeds=[1],
+        opts=["DATALOADER.NUM_WORKERS", "3", "DATALOADER.PIPELINE", "plain"],
+    )
     assert faster.runs[0].state == "done"
     compare.release(faster)
     with pytest.raises(compare.StudyError) as e:
@@ -410,6 +414,8 @@ def test_pairing_follows_what_a_seed_fixes(planned, tmp_path):
     assert compare_report.pairing(demo, aug)[0] is False  # other augmentation draws
     batch = load_config(derived_config(tmp_path, "Batch.yml", "SOLVER:\n  IMS_PER_BATCH: 16\n"))
     assert compare_report.pairing(demo, batch)[0] is False  # other batches
+    plain = load_config(DEMO, ["DATALOADER.PIPELINE", "plain"])
+    assert compare_report.pairing(demo, plain)[0] is True  # the same batches, bit for bit
     assert compare_report.pairing(demo, load_config(DEMO))[1].startswith(
         "paired t-test on the per-seed differences: the configs are identical"
     )

@@ -93,3 +93,43 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
     assert str(attention["CUDNN_ATTENTION"]).startswith("unavailable")  # no GPU here
     assert all(r["triplets_per_s"] > 0 for r in rows if "triplets_per_s" in r)
     assert next(r for r in rows if r["measure"] == "extract_e2e")["triplets"] == 24
+    assert {r.get("pipeline") for r in rows if "triplets_per_s" in r} == {"ring", None}
+    assert "[benchmark] DeMo_SDTPS: DATALOADER.PIPELINE ring, 0 workers" in res.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_measures_both_pipelines_in_one_invocation(synthetic_root, tmp_path):
+    cmd = [
+        sys.executable,
+        "tools/benchmark.py",
+        "--root",
+        synthetic_root,
+        "--out",
+        str(tmp_path),
+        "--measures",
+        "train",
+        "--config",
+        "configs/_smoke/DeMo.yml",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--epochs",
+        "0",
+        "--workers",
+        "0",
+        "--pipeline",
+        "ring",
+        "--pipeline",
+        "plain",
+        *FAST,
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    ran = [r["pipeline"] for r in rows if r["measure"] == "train_e2e"]
+    assert ran == ["ring", "plain"] and all(
+        r["triplets_per_s"] > 0 for r in rows if "triplets_per_s" in r
+    )
+    for p in ("ring", "plain"):
+        assert f"[benchmark] DeMo: DATALOADER.PIPELINE {p}, 0 workers" in res.stdout
