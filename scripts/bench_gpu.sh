@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements behind docs/PERFORMANCE.md, run from the repository root on a GPU host.
 #
-#   bash scripts/bench_gpu.sh OUT_DIR [attention] [train] [extract]      (default: all three)
+#   bash scripts/bench_gpu.sh OUT_DIR [attention] [train] [extract] [pipelines]  (default: the first three)
 #
 # attention: forward + backward of the backbone's attention per SDPA backend.
 # train:     training throughput of DeMo and DeMo_SDTPS (steps with data, model only, whole epochs of
@@ -9,6 +9,8 @@
 #            MODEL.SDPA_BACKEND $SDPA_BACKEND (default auto); TORCH_LOGS=perf_hints: the log says
 #            why a graph would run without CUDA graphs.
 # extract:   feature extraction (JPEG files and decoded tensors) and the metric time.
+# pipelines: DeMo's training with data and its extractions through DATALOADER.PIPELINE ring, then
+#            plain, in one call (the two data paths side by side; peak memory of each).
 # Logs: OUT_DIR/<phase>*.log. PYTHON (default python3), BENCH_ROOT (default /tmp/bench).
 set -euo pipefail
 out=${1:?usage: bench_gpu.sh OUT_DIR [attention] [train] [extract]}
@@ -40,6 +42,9 @@ for phase in $phases; do
       bench extract --measures extract metrics --hang-timeout 300 \
         --config configs/RGBNT201/DeMo.yml --config configs/RGBNT201/DeMo_SDTPS.yml \
         "${compiled[@]}" MODEL.SDPA_BACKEND "$backend" ;;
+    pipelines)
+      bench pipelines --measures train extract --iters 150 --warmup 40 --epochs 0 --hang-timeout 500 \
+        --pipeline ring --pipeline plain --config configs/RGBNT201/DeMo.yml "${compiled[@]}" ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac
 done
