@@ -5,17 +5,11 @@ The loader builders are imported lazily (PEP 562): tools that only scan or write
 and timm, which takes seconds.
 """
 
+from utils.lazy import lazy_getattr
+
 from .datasets import DatasetError, DatasetSplits, Record, build_dataset, find_problems
 
-_LAZY = {"build_train_loader", "build_test_loader"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        from . import build
-
-        return getattr(build, name)
-    raise AttributeError(f"module 'data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {"build_train_loader": "build", "build_test_loader": "build"})
 
 
 __all__ = [

@@ -5,7 +5,7 @@ The names are imported on first use (PEP 562), so `modeling.backbones.specs`, th
 backbone types that config validation reads, loads without torch and timm.
 """
 
-import importlib
+from utils.lazy import lazy_getattr
 
 # name -> the submodule that defines it
 _LAZY = {
@@ -17,11 +17,7 @@ _LAZY = {
     "load_weights": "convert",
 }
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'modeling' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -4,7 +4,7 @@
 the registry loads without torch.
 """
 
-import importlib
+from utils.lazy import lazy_getattr
 
 from .specs import BACKBONE_REGISTRY, backbone_spec
 
@@ -15,11 +15,7 @@ _LAZY = {
     "load_pretrained": "checkpoint",
 }
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'modeling.backbones' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["BACKBONE_REGISTRY", "backbone_spec", *_LAZY]
