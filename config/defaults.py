@@ -86,7 +86,9 @@ _C.INPUT.PIXEL_STD = (0.5, 0.5, 0.5)  # normalisation std
 _C.INPUT.PADDING = 10  # zero padding before the random crop
 _C.INPUT.PAIRED_AUG = False  # one augmentation draw per triplet (False: per modality)
 # Modality dropout: the probability that a training sample loses modalities (zeroed after
-# normalisation, as missing modalities are at test time); 0 = off, the DeMo recipe.
+# normalisation, as missing modalities are at test time); 0 = off, the DeMo recipe, and what to
+# use: on the synthetic study 0.25 and 0.5 lowered every setting, missing ones included
+# (docs/ACCURACY.md); on real data it is unmeasured.
 _C.INPUT.MODALITY_DROPOUT = 0.0
 # The sets that may be dropped, each "NAME" or "NAME+NAME" of INPUT.MODALITIES, drawn uniformly;
 # () = every single modality and every pair. Never all of them.
