@@ -4,7 +4,7 @@
         TEST.WEIGHT output/RGBNT201/DeMo_SDTPS/model_final.pth [--num 8] [--pattern 3] \
         [--split query|train] [--out DIR]
 
-Grad-CAM on the patch tokens of the backbone's last block, per modality (utils/cam.py), of a score
+Grad-CAM on the patch tokens of the backbone's last block, per modality (engine/cam.py), of a score
 of the return_pattern's feature (default TEST.RETURN_PATTERN): for a train triplet the classifier
 logit of its own id; for a query triplet (test ids are not training classes) the cosine similarity
 to its best same-id gallery match after the protocol's removal (the evaluation's features), or,
@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import build_test_loader  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
+from engine.cam import block_cams, cam_to_image, logit_score, similarity_score  # noqa: E402
 from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
-from utils.cam import block_cams, cam_to_image, logit_score, similarity_score  # noqa: E402
 from utils.visualize import (  # noqa: E402
     cam_figure,
     display_images,

@@ -1,4 +1,4 @@
-"""Grad-CAM (utils/cam.py) on constructed cases, and tools/visualize_cam.py on 1-epoch smoke
+"""Grad-CAM (engine/cam.py) on constructed cases, and tools/visualize_cam.py on 1-epoch smoke
 checkpoints."""
 
 import os
@@ -9,8 +9,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from engine import cam as gc
 from tools import visualize_cam
-from utils import cam as gc
 from utils import visualize as vis
 
 MODS = ("RGB", "NI", "TI")
