@@ -50,13 +50,15 @@ base=configs/RGBNT201
 compare() {
   local report=$1 folder=$2
   shift 2
-  stamp "study $report"
-  local start=$SECONDS
-  "$py" tools/compare.py --out "$out/$folder" --parallel "${PARALLEL:-3}" "$@" "${protocol[@]}"
+  stamp "study $report ($(df -h --output=avail "$out" | tail -1 | tr -d ' ') free on the disk)"
+  local start=$SECONDS status=0
+  # A failed run fails its study, not the ones after it (its report names the run and its log).
+  "$py" tools/compare.py --out "$out/$folder" --parallel "${PARALLEL:-3}" "$@" "${protocol[@]}" ||
+    status=$?
   mkdir -p "$out/reports/$report"
-  cp "$out/$folder"/compare.{md,json} "$out/reports/$report/"
+  cp "$out/$folder"/compare.{md,json} "$out/reports/$report/" 2>/dev/null || true
   cp "$out/$folder"/compare_*.png "$out/reports/$report/" 2>/dev/null || true
-  stamp "study $report: $((SECONDS - start)) s"
+  stamp "study $report: $((SECONDS - start)) s$([ $status = 0 ] || echo ", FAILED (status $status)")"
 }
 
 configs() { for c in "$@"; do printf -- '--config\n%s\n' "$c"; done; }
