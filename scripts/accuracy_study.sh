@@ -108,6 +108,18 @@ timing() {
   "$py" tools/compare.py --out "$dir/par" --parallel 3 --config "$base/DeMo.yml" --seeds 11 12 13 \
     "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/par.log" 2>&1
   stamp "timing: at once (tools/compare.py --parallel 3) total $((SECONDS - start)) s"
+  # Each run's fixed cost: its end after the process start, less its epochs at the steady pace.
+  "$py" - "$dir"/seq/seed_* "$dir"/par/*/seed_* <<'PY'
+import json, re, statistics, sys
+for run in sys.argv[1:]:
+    log = open(f"{run}/log.txt").read()
+    setup, end = (float(re.findall(p, log)[-1]) for p in (
+        r"\] ([0-9.]+) s after the process started \(", r"\] run done ([0-9.]+) s after"))
+    epochs = [r["seconds"] for r in map(json.loads, open(f"{run}/metrics.json")) if r["type"] == "epoch"]
+    steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
+    print(f"{run}: set-up done at {setup:.1f} s, end at {end:.1f} s, epochs {sum(epochs):.1f} s "
+          f"(steady {steady:.2f} s), fixed cost {end - steady * len(epochs):.1f} s")
+PY
 }
 
 for study in $studies; do
