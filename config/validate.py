@@ -19,6 +19,8 @@ from yacs.config import CfgNode as CN
 
 from .defaults import get_cfg
 
+PIPELINES = ("ring", "plain")  # DATALOADER.PIPELINE: data/build.py (plain), data/ring.py
+
 logger = logging.getLogger(__name__)
 
 # Sections a dumped config.yaml carries beside the config; informative, dropped on load.
@@ -428,6 +430,10 @@ def check(cfg):
     need(
         0.0 <= cfg.DATASETS.VAL_FRACTION < 1.0,
         f"DATASETS.VAL_FRACTION must be in [0, 1), got {cfg.DATASETS.VAL_FRACTION}",
+    )
+    need(
+        cfg.DATALOADER.PIPELINE in PIPELINES,
+        f"DATALOADER.PIPELINE {cfg.DATALOADER.PIPELINE!r} is not one of {PIPELINES}",
     )
     need(
         cfg.DATALOADER.SAMPLER in ("softmax_triplet", "softmax"),

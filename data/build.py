@@ -23,7 +23,6 @@ from collections import Counter
 
 from torch.utils.data import BatchSampler, DataLoader
 
-from config import ConfigError
 from utils import comm
 
 from .dataset import Collate, MultiModalDataset
@@ -33,16 +32,6 @@ from .samplers import EpochBatchSampler, EpochStream, shard_range
 from .transforms import BatchTransform, SampleTransform
 
 logger = logging.getLogger(__name__)
-
-PIPELINES = ("ring", "plain")
-
-
-def pipeline(cfg):
-    """DATALOADER.PIPELINE, checked."""
-    name = cfg.DATALOADER.PIPELINE
-    if name not in PIPELINES:
-        raise ConfigError(f"DATALOADER.PIPELINE {name!r} is not one of {PIPELINES}")
-    return name
 
 
 class PlainLoader:
@@ -148,7 +137,7 @@ def _loader(cfg, records, is_train, batch_sampler, batch, device):
     size = tuple(cfg.INPUT.SIZE_TRAIN if is_train else cfg.INPUT.SIZE_TEST)
     dataset = MultiModalDataset(records, SampleTransform(cfg, is_train), cfg.DATASETS.SKIP_BAD)
     transform = BatchTransform(cfg, is_train)
-    if pipeline(cfg) == "ring":
+    if cfg.DATALOADER.PIPELINE == "ring":
         return ring_loader(dataset, batch_sampler, batch, size, transform, device, cfg)
     collate = Collate(cfg.INPUT.MODALITIES, size)
     return PlainLoader(dataset, batch_sampler, collate, transform, device, cfg)
@@ -178,7 +167,6 @@ def _warn_short_ids(records, k):
 def build_train_loader(cfg, records, rank=None, world_size=None, device=None):
     """TrainLoader of this rank's IMS_PER_BATCH / world_size share of every global batch, its
     batches finished on `device` (the training device; None: the CPU)."""
-    pipeline(cfg)
     identity = cfg.DATALOADER.SAMPLER == "softmax_triplet"
     if identity and comm.is_main_process():
         _warn_short_ids(records, cfg.DATALOADER.NUM_INSTANCE)

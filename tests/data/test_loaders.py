@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from config.validate import PIPELINES
 from data import DatasetError, build_dataset, build_test_loader, build_train_loader
-from data.build import PIPELINES
 from data.ring import BatchRing
 from data.samplers import EpochBatchSampler
 from data.transforms import SampleTransform
