@@ -403,11 +403,9 @@ def bench_metrics(device, nq=10_000, ng=100_000, dim=3072):
 
 
 def main(args):
-    device = None
-    for config in args.configs:
-        for pipeline in args.pipelines or [None]:
-            first = device is None
-            device = run(args, config, pipeline, first)
+    runs = [(config, pipeline) for config in args.configs for pipeline in args.pipelines or [None]]
+    for i, (config, pipeline) in enumerate(runs):
+        device = run(args, config, pipeline, first=i == 0)
     if comm.is_main_process() and "metrics" in args.measures:
         bench_metrics(device, *args.metrics_size)
     if comm.is_main_process():
