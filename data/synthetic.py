@@ -19,6 +19,7 @@ Everything is seeded: the same (name, scale, seed, overrides) writes the same fi
 number of worker processes (each image draws from its own generator).
 """
 
+import json
 import logging
 import os
 from functools import lru_cache
@@ -290,7 +291,9 @@ def make_synthetic(
     train_ids / test_ids / images_per_id: explicit overrides for tiny sets. size_factor: multiplies
     the real image size (1 = 256x128 persons, 768x128 strips, 128x256 vehicles). hardness: cue
     ambiguity, 0 to 1 (module docstring).
-    Returns plan_counts(...): {split: {"ids": n, "images": n}}.
+    Returns plan_counts(...): {split: {"ids": n, "images": n}}. The set's parameters are written
+    last, to root/<name>/synthetic.json (PARAMS_FILE): a folder that has it is complete, and says
+    how it was made (`check_params`).
     """
     if not 0 <= hardness <= 1:
         raise ValueError(f"hardness {hardness}: must be between 0 and 1")
@@ -309,5 +312,71 @@ def make_synthetic(
     else:
         for job in jobs:
             _write(job)
+    params = made_with(name, scale, seed, train_ids, test_ids, images_per_id, size_factor, hardness)
+    with open(os.path.join(root, name, PARAMS_FILE), "w") as f:
+        json.dump({**params, "counts": counts}, f, indent=1)
     logger.info("wrote synthetic %s under %s: %s", name, root, counts)
     return counts
+
+
+PARAMS_FILE = "synthetic.json"
+
+
+def made_with(
+    name,
+    scale=1.0,
+    seed=0,
+    train_ids=None,
+    test_ids=None,
+    images_per_id=None,
+    size_factor=1.0,
+    hardness=0.0,
+):
+    """The parameters that define a synthetic set's pixels (what PARAMS_FILE records)."""
+    return dict(
+        dataset=name,
+        scale=float(scale),
+        seed=int(seed),
+        train_ids=train_ids,
+        test_ids=test_ids,
+        images_per_id=images_per_id,
+        size_factor=float(size_factor),
+        hardness=float(hardness),
+    )
+
+
+def read_params(root, name):
+    """The parameters root/<name>/PARAMS_FILE records, or None (no such file: not a finished
+    synthetic set)."""
+    try:
+        with open(os.path.join(root, name, PARAMS_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def check_params(root, name, **wanted):
+    """Whether root/<name> already holds the synthetic set `made_with(name, **wanted)` describes.
+
+    True when its PARAMS_FILE records exactly those parameters; False when root/<name> does not
+    exist; ValueError, naming the file and the values, when it holds another set, an unfinished
+    one, or a folder this generator did not write.
+    """
+    folder = os.path.join(root, name)
+    if not os.path.exists(folder):
+        return False
+    have = read_params(root, name)
+    if have is None:
+        raise ValueError(
+            f"{folder} exists but {os.path.join(folder, PARAMS_FILE)} is missing or unreadable: "
+            "not a finished set of this generator; remove the folder first"
+        )
+    want = made_with(name, **wanted)
+    diff = [f"{k} {have.get(k)!r} (asked: {v!r})" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise ValueError(
+            f"{folder} holds another synthetic set; {os.path.join(folder, PARAMS_FILE)} records "
+            + ", ".join(diff)
+            + ": remove the folder or choose another root"
+        )
+    return True

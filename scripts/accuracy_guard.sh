@@ -17,7 +17,8 @@
 # The schedule: backbone LR 1e-4 (the recipe's 5e-6 is for CLIP weights), 2 warm-up epochs, the
 # recipe otherwise.
 # EPOCHS (default 8; pretrain: 16), EVAL_PERIOD (default EPOCHS), HARDNESS (default 0), INIT
-# (default none), PYTHON (default python3), BENCH_ROOT (default /tmp/bench, or /tmp/bench-hHARDNESS),
+# (default none), PYTHON (default python3), BENCH_ROOT (default /tmp/bench, or /tmp/bench-hHARDNESS;
+# one set made with other parameters, pretrain's hardness 0 included, is refused),
 # CONFIG (default configs/RGBNT201/DeMo.yml) may be set.
 set -euo pipefail
 usage="usage: accuracy_guard.sh OUT_DIR fp32|optimised|fp16|pretrain|summary [SEED ...]"
@@ -45,8 +46,7 @@ case $path in
 esac
 mkdir -p "$out"
 if [ "$path" != summary ]; then
-  [ -d "$root/RGBNT201" ] ||
-    "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1 --hardness "$hardness"
+  "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1 --hardness "$hardness"  # kept if made alike
   for seed in $seeds; do
     run="$out/$path-seed$seed"
     [ "$path" != pretrain ] || run="$out/pretrain"

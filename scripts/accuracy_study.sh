@@ -34,8 +34,7 @@ mkdir -p "$out/reports"
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$out/inductor_cache}
 stamp() { echo "[$(date +%T)] $*"; }
 
-[ -d "$root/RGBNT201" ] ||
-  "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1 --hardness 1
+"$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1 --hardness 1  # kept if made alike
 if [ ! -f "$backbone" ]; then
   stamp "pretraining the study backbone"
   bash scripts/accuracy_guard.sh "$out/guard" pretrain

@@ -21,7 +21,7 @@ root=${BENCH_ROOT:-/tmp/bench}
 backend=${SDPA_BACKEND:-auto}
 compiled=(SOLVER.COMPILE True SOLVER.COMPILE_MODE reduce-overhead)
 mkdir -p "$out"
-[ -d "$root/RGBNT201" ] || "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1
+"$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1  # kept if made alike
 bench() {  # bench LOG_NAME ARGS...: one benchmark run, its output kept in OUT_DIR
   local name=$1
   shift

@@ -16,7 +16,7 @@ seeds=${*:-1 2 3}
 py=${PYTHON:-python3}
 root=${ROOT:-/tmp/bench}
 mkdir -p "$out"
-[ -d "$root/RGBNT201" ] || "$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1
+"$py" tools/make_synthetic_dataset.py "$root" --dataset RGBNT201 --scale 1  # kept if made alike
 backbone="$out/random_backbone.pth"
 [ -f "$backbone" ] || "$py" - "$backbone" <<'PY'
 import sys, torch

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from config import load_config  # noqa: E402
 from data import build_dataset, build_test_loader, build_train_loader  # noqa: E402
-from data.synthetic import make_synthetic  # noqa: E402
+from data.synthetic import make_synthetic, read_params  # noqa: E402
 from data.transforms import BatchTransform  # noqa: E402
 from engine import HookBase, Trainer  # noqa: E402
 from engine.defaults import setup  # noqa: E402
@@ -541,4 +541,6 @@ if __name__ == "__main__":
                 f"python tools/make_synthetic_dataset.py {args.root} --dataset RGBNT201"
             )
         make_synthetic(args.root, "RGBNT201", scale=1.0)
+    if os.environ.get("RANK", "0") == "0":  # what is measured (synthetic: None for other sets)
+        emit(measure="data", root=args.root, synthetic=read_params(args.root, "RGBNT201"))
     main(args)

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from config import load_config  # noqa: E402
 from data import build_dataset, build_train_loader  # noqa: E402
-from data.synthetic import make_synthetic  # noqa: E402
+from data.synthetic import make_synthetic, read_params  # noqa: E402
 from engine import Trainer, evaluate  # noqa: E402
 from engine.defaults import setup  # noqa: E402
 from modeling import build_model  # noqa: E402
@@ -118,6 +118,11 @@ def main(argv=None):
     if not os.path.isdir(os.path.join(args.root, "RGBNT201")):
         print(f"generating a synthetic RGBNT201 set in {args.root} (scale {args.scale}) ...")
         make_synthetic(args.root, "RGBNT201", scale=args.scale, test_ids=DEMO_TEST_IDS)
+    else:  # a set made before (or another one: say which)
+        made = read_params(args.root, "RGBNT201")
+        print(
+            f"using {args.root}/RGBNT201 ({'synthetic: ' + str(made) if made else 'not synthetic'})"
+        )
     rows = [run(c, args.root, args.out, args.opts) for c in args.configs]
     print(report(rows))
     return rows

@@ -6,6 +6,10 @@
 --scale 1 writes the real id and image counts at the real image sizes (WMVEID863: MSVR310's
 counts); smaller scales shrink the id and image counts (with floors that keep the smallest sets
 usable). See data/synthetic.py.
+
+A dataset folder that already holds the same set (its synthetic.json records the same
+parameters) is kept, so scripts may call this before every use; one that holds another set, or
+was not written by this tool, is an error naming the file and the values.
 """
 
 import argparse
@@ -15,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from data.synthetic import DATASETS, make_synthetic  # noqa: E402
+from data.synthetic import DATASETS, check_params, make_synthetic  # noqa: E402
 
 
 def main(argv=None):
@@ -42,24 +46,26 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     args = ap.parse_args(argv)
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    params = dict(
+        scale=args.scale,
+        seed=args.seed,
+        train_ids=args.train_ids,
+        test_ids=args.test_ids,
+        images_per_id=args.images_per_id,
+        size_factor=args.size_factor,
+        hardness=args.hardness,
+    )
     for name in names:
         target = os.path.join(args.root, name)
-        if os.path.exists(target):
-            print(f"{name}: {target} exists; remove it first", file=sys.stderr)
+        try:
+            if check_params(args.root, name, **params):
+                print(f"{name}: {target} already holds this set (synthetic.json); kept")
+                continue
+        except ValueError as e:
+            print(f"{name}: {e}", file=sys.stderr)
             return 1
         start = time.time()
-        counts = make_synthetic(
-            args.root,
-            name,
-            scale=args.scale,
-            seed=args.seed,
-            train_ids=args.train_ids,
-            test_ids=args.test_ids,
-            images_per_id=args.images_per_id,
-            size_factor=args.size_factor,
-            hardness=args.hardness,
-            workers=args.workers,
-        )
+        counts = make_synthetic(args.root, name, workers=args.workers, **params)
         summary = ", ".join(
             f"{s}: {c['ids']} ids / {c['images']} images" for s, c in counts.items()
         )

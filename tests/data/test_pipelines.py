@@ -97,8 +97,11 @@ def test_cuda_plain_batches_equal_cpu_batches_with_slow_copies(smoke_cfg, train)
     while every copy waits behind work queued on the side stream (a batch handed out before
     its copy landed would show other pixels), and the compute stream, five times as busy per
     batch, falls behind the copies (a copy into memory the compute stream has yet to read would
-    too)."""
+    too). No random erasing: its noise is drawn by a generator on the batch's device, and CUDA's
+    generator draws other numbers than the CPU's from the same seed."""
     cfg = smoke_cfg(
+        "INPUT.RE_PROB",
+        0.0,
         "TEST.IMS_PER_BATCH",
         4,
         "SOLVER.IMS_PER_BATCH",

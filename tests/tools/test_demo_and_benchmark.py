@@ -72,6 +72,7 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     measures = {r["measure"] for r in rows}
     assert measures == {
+        "data",
         "loader",
         "train_e2e",
         "train_model",
@@ -85,6 +86,8 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
         "metrics",
         "attention",
     }
+    data = next(r for r in rows if r["measure"] == "data")  # which set was measured
+    assert data["synthetic"]["dataset"] == "RGBNT201" and data["synthetic"]["hardness"] == 0.0
     epochs = next(r for r in rows if r["measure"] == "train_epochs")
     assert epochs["epochs"] == 3 and epochs["seconds_per_epoch"] > 0
     assert (tmp_path / "DeMo_SDTPS" / "last.pth").exists()  # the checkpoints are part of it
