@@ -57,9 +57,10 @@ _C.MODEL.SDTPS_USE_GUMBEL = False  # Gumbel-softmax decision matrix in training 
 #        top-K of (s + g) / tau (weights in (0, 1) summing to K); the extra token pools the
 #        patches by 1 - that weight. Tends to `sample` as tau -> 0; at tau 1 most weights are far
 #        from 0 and 1, so training mixes in patches that evaluation drops.
-# Which to try first: the defaults (Gumbel off). On the study protocol (docs/ACCURACY.md, 1-2 seeds
-# each so far) ste, SDTPS_SCORE_GRAD and loss weight 2 land within about 2 mAP points of them, while
-# sample and soft lose 5-9 points on the fused feature: try those last.
+# Which to try first: the defaults (Gumbel off). In docs/ACCURACY.md (3 seeds from one start, 1-3
+# on the study protocol, bf16 and fp16) ste, SDTPS_SCORE_GRAD and loss weight 2 stay within the
+# seed spread of the defaults, while sample and soft lose 4-9 mAP points on the fused feature in
+# both precisions: try those last.
 _C.MODEL.SDTPS_GUMBEL_MODE = "ste"
 _C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel temperature (ste / sample: of the backward; soft: weights)
 _C.MODEL.SDTPS_SCORE_GRAD = False  # True: the cosine guide scores carry gradient (backbone, PIFE)
@@ -111,7 +112,10 @@ _C.DATALOADER.NUM_WORKERS = 8  # loader worker processes per rank
 _C.DATALOADER.SAMPLER = "softmax_triplet"  # softmax_triplet (P x K ids) or softmax
 _C.DATALOADER.NUM_INSTANCE = 8  # K: images per identity in a batch
 _C.DATALOADER.PREFETCH_FACTOR = 4  # batches prefetched by each worker
-_C.DATALOADER.PIPELINE = "ring"  # host-to-device path: ring (shared page-locked slots) or plain
+# Host-to-device path: ring (workers write into shared page-locked batch slots, data/ring.py) or
+# plain (a standard DataLoader with pinned memory, then a side-stream prefetch). Same batches; on
+# an H200 plain trains as fast but extracts 23 % slower (docs/PERFORMANCE.md): ring is the default.
+_C.DATALOADER.PIPELINE = "ring"
 
 # ------------------------------------------------------------------------------------------------
 # SOLVER
