@@ -11,6 +11,7 @@ import sys
 from config import ConfigError
 from data import build_dataset, build_train_loader
 from engine import Evaluator, NonFiniteLossError, Trainer, defaults, evaluate_weights
+from engine.compare import wait_for_gate
 from engine.run_dir import RunDirError, select_resume, take_run_folder
 from modeling import build_model
 from utils import comm
@@ -37,6 +38,8 @@ def main(args):
     try:
         with Evaluator(cfg, splits) as evaluator:
             trainer = Trainer(cfg, model, loader, evaluator)
+            if args.start_after:
+                wait_for_gate(args.start_after)
             results = trainer.train(checkpoint=checkpoint if checkpoint[0] else None)
         # Against the epochs' own times in metrics.json: the run's fixed cost.
         logger.info("run done %.1f s after the process started", defaults.process_seconds())
@@ -64,6 +67,12 @@ def cli(argv=None):
         action="store_true",
         help="evaluate TEST.WEIGHT (or the untrained model) and exit; results go "
         "to test_metrics.json, never to a training run's files",
+    )
+    parser.add_argument(
+        "--start-after",
+        metavar="FILE",
+        help="set up, then wait until FILE exists before the first training step (tools/compare.py "
+        "starts a config's other runs so, while its first run compiles)",
     )
     args = parser.parse_args(argv)
     if args.resume_changed and not args.resume:

@@ -6,6 +6,8 @@ Layout of a study folder OUT:
     OUT/<DATASETS.NAMES>-<config name>/seed_<s>/   one train_net.py run (OUTPUT_DIR), + console.txt
     OUT/<...>/seed_<s>/best_test/                  test_net.py on model_best.pth (validation split)
     OUT/inductor_cache/                            torch.compile's cache, shared by every run
+    OUT/compile_gates/<DATASETS.NAMES>-<config name>  exists once that config's first run of
+                                                   this invocation has compiled (`execute`)
 
 A run's state on disk decides what a (re)run of the study does with it:
     done    model_final.pth and the final test results in metrics.json: reused;
@@ -46,6 +48,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_SCRIPT = os.path.join(REPO, "train_net.py")
 TEST_SCRIPT = os.path.join(REPO, "test_net.py")
 CACHE_DIR = "inductor_cache"
+GATE_DIR = "compile_gates"
+OWNER_FILE = "owner.pid"  # in GATE_DIR: the study process that opens the gates
 BEST_DIR = "best_test"
 CONSOLE = "console.txt"
 STUDY_LOCK = "compare.lock"
@@ -356,6 +360,7 @@ class Job:
     offset: int = 0  # size of metrics.json when the training step started
     rc: int = None  # exit status of the last step run; None while running or not started
     env: dict = None  # the environment its steps run in (its slot's GPU)
+    gate: str = None  # a file to wait for before the first training step (`execute`)
 
 
 def make_jobs(study):
@@ -445,6 +450,8 @@ def _warm(job):
 def _start(job, env, spawner):
     run = job.run
     kind, argv = job.steps[job.step]
+    if job.gate and kind != "best":  # set up now, train once the config's first run has compiled
+        argv = [*argv[:2], "--start-after", job.gate, *argv[2:]]
     if kind == "train" and os.path.isdir(run.folder):
         logger.info("clearing %s: %s", run.folder, run.why or "no intact checkpoint")
         shutil.rmtree(run.folder)
@@ -485,37 +492,45 @@ def _finish(job):
 
 def execute(study, jobs, parallel, spawner=None):
     """Run the jobs, up to `parallel` at once (each command through `spawner`, default `spawn`).
-    Under SOLVER.COMPILE the other runs of a config wait until its first one has compiled (a
-    logged training window), then reuse its cache."""
+
+    Under SOLVER.COMPILE the first run of a config compiles alone: the others start at once and
+    set up (process, data, model, loaders: most of a run's fixed cost), then wait before their
+    first step (`train_net.py --start-after`) until the first one has compiled (a logged training
+    window, or its end), and load its graphs from the shared cache instead of compiling them too.
+    """
     spawner = spawner or spawn
     gpu = on_gpu(study)
     env = study_env(study, parallel, gpu)
     gpus = gpu_ids() if gpu else []
+    gates = os.path.join(study.out, GATE_DIR)
+    shutil.rmtree(gates, ignore_errors=True)  # a gate opens afresh in every invocation
+    os.makedirs(gates)
+    with open(os.path.join(gates, OWNER_FILE), "w") as f:
+        f.write(str(os.getpid()))
     leaders = {}
     for j in jobs:
         if j.compiles:
-            leaders.setdefault(j.run.entry.folder, j)
+            lead = leaders.setdefault(j.run.entry.folder, j)
+            if lead is not j:
+                j.gate = os.path.join(gates, os.path.basename(j.run.entry.folder))
+    closed = {os.path.join(gates, os.path.basename(f)): lead for f, lead in leaders.items()}
     pending, running = list(jobs), {}
-
-    def may_start(job):
-        lead = leaders.get(job.run.entry.folder)
-        return not job.compiles or lead is job or _warm(lead)
-
     try:
         while pending or running:
             for slot in range(parallel):
-                if slot in running:
+                if slot in running or not pending:
                     continue
-                job = next((j for j in pending if may_start(j)), None)
-                if job is None:
-                    break
-                pending.remove(job)
+                job = pending.pop(0)
                 job.env = env
                 if len(gpus) > 1:  # slot k trains on GPU k mod the number of GPUs
                     job.env = {**env, "CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
                 _start(job, job.env, spawner)
                 running[slot] = job
             time.sleep(POLL_S)
+            for gate, lead in list(closed.items()):
+                if _warm(lead):
+                    open(gate, "w").close()
+                    del closed[gate]
             for slot, job in list(running.items()):
                 rc = job.proc.poll()
                 if rc is None:
@@ -533,6 +548,36 @@ def execute(study, jobs, parallel, spawner=None):
         for job in running.values():
             job.proc.wait()
         raise
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def wait_for_gate(path, poll_s=0.2):
+    """Block until `path` exists (`execute` opened the gate), or until the study process that
+    owns its folder (OWNER_FILE beside it) has ended, so that an orphaned run goes on alone;
+    returns the seconds waited."""
+    if os.path.exists(path):
+        return 0.0
+    try:
+        with open(os.path.join(os.path.dirname(path), OWNER_FILE)) as f:
+            owner = int(f.read())
+    except (OSError, ValueError):
+        owner = None  # no owner recorded: nothing to wait for
+    start = time.monotonic()
+    logger.info("set up; waiting for the first run of this config to compile (%s)", path)
+    while owner is not None and not os.path.exists(path) and _alive(owner):
+        time.sleep(poll_s)
+    waited = time.monotonic() - start
+    logger.info("waited %.1f s for the compiled graphs", waited)
+    return waited
 
 
 def collect(study):

@@ -6,6 +6,10 @@ import fcntl
 import json
 import math
 import os
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -305,14 +309,18 @@ def test_seeds_then_overrides_then_options(tmp_path, capsys):
 
 
 class FakeProc:
-    """A run that logs a training window at its 3rd poll and exits with `rc` at its 6th."""
+    """A run that logs a training window at its 3rd poll and exits with `rc` at its 6th; given a
+    gate (`--start-after`), it notes in the timeline when it first sees the gate open."""
 
-    def __init__(self, folder, kind, timeline, name, rc=0):
+    def __init__(self, folder, kind, timeline, name, rc=0, gate=None):
         self.folder, self.kind, self.timeline, self.name, self.rc = folder, kind, timeline, name, rc
-        self.polls, self.pid = 0, 12345
+        self.gate, self.polls, self.pid = gate, 0, 12345
 
     def poll(self):
         self.polls += 1
+        if self.gate and os.path.exists(self.gate):
+            self.timeline.append(("gate open", self.name))
+            self.gate = None
         if self.kind == "train" and self.polls == 3:
             with open(os.path.join(self.folder, "metrics.json"), "a") as f:
                 f.write(json.dumps({"type": "train", "epoch": 1, "iter": 1, "step": 1}) + "\n")
@@ -323,7 +331,7 @@ class FakeProc:
         return None
 
 
-def fake_spawner(timeline, envs, rc=0):
+def fake_spawner(timeline, envs, rc=0, argvs=None):
     def spawn(argv, env, console):
         folder = argv[argv.index("OUTPUT_DIR") + 1]
         kind = "best" if argv[1] == compare.TEST_SCRIPT else "train"
@@ -331,12 +339,15 @@ def fake_spawner(timeline, envs, rc=0):
         name = f"{os.path.basename(os.path.dirname(run_folder))}/{os.path.basename(run_folder)}"
         timeline.append(("start", name if kind == "train" else name + " best"))
         envs.append(env)
-        return FakeProc(folder, kind, timeline, name, rc)
+        if argvs is not None:
+            argvs[name] = argv
+        gate = argv[argv.index("--start-after") + 1] if "--start-after" in argv else None
+        return FakeProc(folder, kind, timeline, name, rc, gate)
 
     return spawn
 
 
-def test_compiled_config_starts_its_other_seeds_after_the_first_compiled(
+def test_a_compiled_configs_other_seeds_set_up_at_once_and_train_after_the_first_compiled(
     planned, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(compare, "POLL_S", 0.0)
@@ -344,29 +355,79 @@ def test_compiled_config_starts_its_other_seeds_after_the_first_compiled(
         monkeypatch.delenv(var, raising=False)
     compiled = derived_config(tmp_path, "Compiled.yml", "SOLVER:\n  COMPILE: True\n")
     study = planned([compiled, SDTPS], seeds=[1, 2])
-    timeline, envs = [], []
+    timeline, envs, argvs = [], [], {}
     jobs = compare.make_jobs(study)
     assert [j.compiles for j in jobs] == [True, False, True, False]
-    compare.execute(study, jobs, 4, fake_spawner(timeline, envs))
+    compare.execute(study, jobs, 4, fake_spawner(timeline, envs, argvs=argvs))
     starts = [n for e, n in timeline if e == "start"]
-    # SDTPS seed 2 overtakes Compiled seed 2, which waits (a slot free) for seed 1's first window.
-    assert starts == [
+    assert starts == [  # every slot filled at once
         "RGBNT201-Compiled/seed_1",
         "RGBNT201-DeMo_SDTPS/seed_1",
-        "RGBNT201-DeMo_SDTPS/seed_2",
         "RGBNT201-Compiled/seed_2",
+        "RGBNT201-DeMo_SDTPS/seed_2",
     ]
-    assert timeline.index(("record", "RGBNT201-Compiled/seed_1")) < timeline.index(
-        ("start", "RGBNT201-Compiled/seed_2")
+    gate = os.path.join(study.out, compare.GATE_DIR, "RGBNT201-Compiled")
+    # Only the compiled config's second seed waits, for the gate its first seed's window opens.
+    follower = argvs["RGBNT201-Compiled/seed_2"]
+    assert follower[1:4] == [compare.TRAIN_SCRIPT, "--start-after", gate]
+    assert all(
+        "--start-after" not in a for n, a in argvs.items() if n != "RGBNT201-Compiled/seed_2"
     )
-    assert ("end", "RGBNT201-Compiled/seed_1") not in timeline[
-        : timeline.index(("start", "RGBNT201-Compiled/seed_2"))
-    ]  # it did not wait for the end
+    assert timeline.index(("record", "RGBNT201-Compiled/seed_1")) < timeline.index(
+        ("gate open", "RGBNT201-Compiled/seed_2")
+    )
+    assert timeline.index(("gate open", "RGBNT201-Compiled/seed_2")) < timeline.index(
+        ("end", "RGBNT201-Compiled/seed_1")
+    )  # it did not wait for the end
     cache = os.path.join(study.out, compare.CACHE_DIR)
     assert all(e["TORCHINDUCTOR_CACHE_DIR"] == cache for e in envs)
     assert all(e["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1" for e in envs)
     assert {e["OMP_NUM_THREADS"] for e in envs} == {str(max(1, os.cpu_count() // 4))}
     assert [r.action for r in study.runs] == ["trained"] * 4
+
+
+def _gates(tmp_path, owner):
+    (tmp_path / compare.OWNER_FILE).write_text(str(owner))
+    return tmp_path / "gate"
+
+
+def test_wait_for_gate_returns_once_the_gate_opens(tmp_path):
+    gate = _gates(tmp_path, os.getpid())
+    opener = threading.Timer(0.5, gate.touch)
+    opener.start()
+    waited = compare.wait_for_gate(str(gate), poll_s=0.05)
+    assert gate.exists() and 0.4 < waited < 5
+    assert compare.wait_for_gate(str(gate)) == 0.0  # open: no wait
+
+
+def test_a_run_whose_study_process_ended_stops_waiting(tmp_path):
+    """A run whose study process was killed does not wait forever for a gate no one will open:
+    it goes on alone (compiling for itself)."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    waited = compare.wait_for_gate(str(_gates(tmp_path, ended.pid)), poll_s=0.05)
+    assert waited < 5
+
+
+@pytest.mark.slow
+def test_train_net_sets_up_then_trains_once_its_gate_opens(synthetic_root, tmp_path):
+    from .conftest import FAST
+
+    out, gate = tmp_path / "run", _gates(tmp_path, os.getpid())
+    cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--start-after", str(gate)]
+    cmd += ["--config_file", DEMO, "DATASETS.ROOT_DIR", synthetic_root, "OUTPUT_DIR", str(out)]
+    proc = subprocess.Popen([*cmd, *FAST], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / "log.txt"
+    deadline = time.monotonic() + 120
+    while "waiting for the first run" not in (log.read_text() if log.exists() else ""):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert not (out / "metrics.json").exists()  # set up, not training
+    gate.touch()
+    assert proc.wait(timeout=120) == 0
+    text = log.read_text()
+    assert "waited" in text and "run done" in text
 
 
 def test_a_failed_run_stops_its_job_and_says_where_its_output_is(planned, monkeypatch):
