@@ -273,37 +273,24 @@ def _write(job):
         Image.fromarray(img).save(path, quality=90)
 
 
-def make_synthetic(
-    root,
-    name,
-    scale=1.0,
-    seed=0,
-    train_ids=None,
-    test_ids=None,
-    images_per_id=None,
-    size_factor=1.0,
-    hardness=0.0,
-    workers=None,
-):
-    """Write the synthetic `name` dataset under root/<name> in its real layout.
+def make_synthetic(root, name, workers=None, **params):
+    """Write the synthetic `name` dataset under root/<name> in its real layout; `params` are those
+    of `made_with` (its defaults apply), `workers` the processes that render (default: all cores).
 
-    scale: fraction of the real id and image counts (1 = real counts; floors keep tiny sets usable).
-    train_ids / test_ids / images_per_id: explicit overrides for tiny sets. size_factor: multiplies
-    the real image size (1 = 256x128 persons, 768x128 strips, 128x256 vehicles). hardness: cue
-    ambiguity, 0 to 1 (module docstring).
     Returns plan_counts(...): {split: {"ids": n, "images": n}}. The set's parameters are written
     last, to root/<name>/synthetic.json (PARAMS_FILE): a folder that has it is complete, and says
     how it was made (`check_params`).
     """
-    if not 0 <= hardness <= 1:
-        raise ValueError(f"hardness {hardness}: must be between 0 and 1")
-    counts = plan_counts(name, scale, train_ids, test_ids, images_per_id)
-    manifest = build_manifest(name, counts, seed)
+    p = made_with(name, **params)
+    if not 0 <= p["hardness"] <= 1:
+        raise ValueError(f"hardness {p['hardness']}: must be between 0 and 1")
+    counts = plan_counts(name, p["scale"], p["train_ids"], p["test_ids"], p["images_per_id"])
+    manifest = build_manifest(name, counts, p["seed"])
     for folder in sorted(
         {os.path.dirname(os.path.join(root, f)) for it in manifest for f in it["files"]}
     ):
         os.makedirs(folder, exist_ok=True)
-    jobs = [(root, name, seed, size_factor, hardness, it) for it in manifest]
+    jobs = [(root, name, p["seed"], p["size_factor"], p["hardness"], it) for it in manifest]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(jobs) > 200:
         with get_context("fork").Pool(workers) as pool:
@@ -312,9 +299,8 @@ def make_synthetic(
     else:
         for job in jobs:
             _write(job)
-    params = made_with(name, scale, seed, train_ids, test_ids, images_per_id, size_factor, hardness)
     with open(os.path.join(root, name, PARAMS_FILE), "w") as f:
-        json.dump({**params, "counts": counts}, f, indent=1)
+        json.dump({**p, "counts": counts}, f, indent=1)
     logger.info("wrote synthetic %s under %s: %s", name, root, counts)
     return counts
 
@@ -332,7 +318,13 @@ def made_with(
     size_factor=1.0,
     hardness=0.0,
 ):
-    """The parameters that define a synthetic set's pixels (what PARAMS_FILE records)."""
+    """The parameters that define a synthetic set's pixels (what PARAMS_FILE records).
+
+    scale: fraction of the real id and image counts (1 = real counts; floors keep tiny sets usable).
+    train_ids / test_ids / images_per_id: explicit overrides for tiny sets. size_factor: multiplies
+    the real image size (1 = 256x128 persons, 768x128 strips, 128x256 vehicles). hardness: cue
+    ambiguity, 0 to 1 (module docstring).
+    """
     return dict(
         dataset=name,
         scale=float(scale),
