@@ -9,6 +9,9 @@ mutates a global config.
 
 from yacs.config import CfgNode as CN
 
+# The names of TEST.RETURN_PATTERN's values, as logs and reports print them.
+PATTERN_NAMES = {1: "ori", 2: "fused", 3: "ori+fused"}
+
 _C = CN()
 
 # ------------------------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ _C.SOLVER.EVAL_PERIOD = 10  # evaluate every N epochs (and after the last); 0 = 
 _C.TEST = CN()
 _C.TEST.IMS_PER_BATCH = 128  # global test batch
 _C.TEST.WEIGHT = ""  # checkpoint to evaluate (ours, a bare state dict, or DeMo's)
-_C.TEST.RETURN_PATTERN = 3  # 1: [R;N;T]; 2: fused (ATM/SDTPS); 3: both
+_C.TEST.RETURN_PATTERN = 3  # 1: [R;N;T]; 2: fused (ATM/SDTPS); 3: both (PATTERN_NAMES)
 _C.TEST.ALL_PATTERNS = True  # evaluate every available return_pattern in one pass
 _C.TEST.FEAT_NORM = True  # L2-normalise features before ranking
 _C.TEST.RE_RANKING = False  # k-reciprocal re-ranking

@@ -19,12 +19,12 @@ import json
 import math
 import os
 
+from config import PATTERN_NAMES
 from utils import stats
 from utils.run_plots import interval_bars, learning_curves, save
 from utils.run_records import read_records
 
 from .compare import config_diff
-from .evaluator import PATTERN_NAMES
 
 METRICS = ("mAP", "R1", "mINP")
 SELECTIONS = {

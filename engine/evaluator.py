@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from config import PATTERN_NAMES
 from data import build_test_loader
 from data.datasets import unmatched_queries
 from data.samplers import shard_range
@@ -28,8 +29,6 @@ from .precision import amp_dtype, autocast, compile_model, uses_cuda_graphs
 from .token_maps import write_token_maps
 
 logger = logging.getLogger(__name__)
-
-PATTERN_NAMES = {1: "ori", 2: "fused", 3: "ori+fused"}
 
 
 def union_records(query, gallery):
