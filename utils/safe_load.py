@@ -4,8 +4,8 @@ A pickle can name any Python callable and have the unpickler call it, and a Torc
 carries code that `torch.jit.load` runs (a scripted `__setstate__`, for one), so neither a full
 unpickling nor `torch.jit.load` is used on a file a user names. `load_file` reads:
 - files written by `torch.save` (zip or legacy format), through
-  `torch.load(weights_only=True)`: tensors, dicts / lists / tuples, numbers, strings, None;
-  anything else is refused, never retried as a full pickle;
+  `torch.load(weights_only=True)` (memory-mapped for the zip format): tensors, dicts / lists /
+  tuples, numbers, strings, None; anything else is refused, never retried as a full pickle;
 - TorchScript archives such as OpenAI's `ViT-B-16.pt`, by `read_torchscript`: the archive's
   `data.pkl` is unpickled by `_ArchiveUnpickler`, which knows only the few globals a weights
   archive needs and turns every `__torch__.*` object into an inert `ScriptObject`; the tensors
@@ -56,7 +56,10 @@ def load_file(path, what="checkpoint"):
     if is_torchscript_archive(path):
         return read_torchscript(path, what)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # A zip-format file is memory-mapped: only the tensors the caller touches are read (a
+        # backbone out of a 1.2 GB training checkpoint whose optimizer state is never used).
+        mmap = zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # every failure of a restricted load means the file is not usable
         raise WeightsFileError(_describe(what, path, e)) from e
 
