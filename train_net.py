@@ -38,6 +38,7 @@ def main(args):
     try:
         with Evaluator(cfg, splits) as evaluator:
             trainer = Trainer(cfg, model, loader, evaluator)
+            logger.info("set up %.1f s after the process started", defaults.process_seconds())
             if args.start_after:
                 wait_for_gate(args.start_after)
             results = trainer.train(checkpoint=checkpoint if checkpoint[0] else None)

@@ -112,12 +112,14 @@ timing() {
 import json, re, statistics, sys
 for run in sys.argv[1:]:
     log = open(f"{run}/log.txt").read()
-    setup, end = (float(re.findall(p, log)[-1]) for p in (
-        r"\] ([0-9.]+) s after the process started \(", r"\] run done ([0-9.]+) s after"))
+    first, setup, end = (float(re.findall(p, log)[-1]) for p in (
+        r"\] ([0-9.]+) s after the process started \(", r"\] set up ([0-9.]+) s after",
+        r"\] run done ([0-9.]+) s after"))
     epochs = [r["seconds"] for r in map(json.loads, open(f"{run}/metrics.json")) if r["type"] == "epoch"]
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
-    print(f"{run}: set-up done at {setup:.1f} s, end at {end:.1f} s, epochs {sum(epochs):.1f} s "
-          f"(steady {steady:.2f} s), fixed cost {end - steady * len(epochs):.1f} s")
+    print(f"{run}: first log line at {first:.1f} s, set up at {setup:.1f} s, end at {end:.1f} s, "
+          f"epochs {sum(epochs):.1f} s (steady {steady:.2f} s), fixed cost "
+          f"{end - steady * len(epochs):.1f} s")
 PY
 }
 
@@ -132,7 +134,7 @@ for study in $studies; do
                --seeds 1 2 3 ;;
     options-fp16) compare options-fp16 fp16 $(options_configs gumbel_ste gumbel_sample gumbel_soft score_grad) \
                     --seeds 1 2 3 SOLVER.AMP fp16 ;;
-    timing) timing ;;
+    timing) timing 2>&1 | tee "$out/reports/timing.txt" ;;  # kept: the wall times and fixed costs
     anytoany-time)
       wait  # nothing else on the GPU
       run=$out/bf16/RGBNT201-DeMo_SDTPS/seed_1
