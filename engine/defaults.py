@@ -23,6 +23,7 @@ from utils.safe_load import WeightsFileError, load_file
 
 logger = logging.getLogger(__name__)
 _IMPORTED = time.perf_counter()
+_CONFIG_START = None  # process_seconds() when the entry script began loading its config
 
 
 def process_seconds():
@@ -128,6 +129,8 @@ def load_cfg_or_exit(args):
     `setup` has set up the logger, which writes it to stdout and OUTPUT_DIR/log.txt on rank 0
     (utils/logger.py: `capture_records`).
     """
+    global _CONFIG_START
+    _CONFIG_START = process_seconds()  # the imports of the entry script are done
     with capture_records():
         try:
             return load_config(args.config_file or None, args.opts)
@@ -168,7 +171,10 @@ def setup(cfg, log_name="log.txt"):
     setup_logger(cfg.OUTPUT_DIR, log_name)
     logger.info("command: %s", " ".join(sys.argv))
     logger.info(
-        "%.1f s after the process started (interpreter, imports, device)", process_seconds()
+        "%.1f s after the process started (interpreter, imports, device; the imports were done "
+        "at %.1f s)",
+        process_seconds(),
+        _CONFIG_START if _CONFIG_START is not None else float("nan"),
     )
     logger.info(
         "device %s, world size %d, seed %d, output %s",
