@@ -41,11 +41,13 @@ def test_smoke_training_writes_the_run_folder(full_run):
     assert "git_commit" in line["provenance"]
     log = open(full_run / "log.txt").read()
     assert "| 3 (ori+fused) |" in log and "epoch 2 iter 1/" in log
-    # where a run's time goes: start-up, then the end, against the epochs' seconds
-    started, done = (
+    # where a run's time goes: imports, start-up, set-up, then the end, against the epochs' seconds
+    started, imported, set_up, done = (
         float(re.search(pattern, log).group(1))
         for pattern in (
-            r"\] ([0-9.]+) s after the process started \(interpreter, imports, device\)",
+            r"\] ([0-9.]+) s after the process started \(interpreter, imports, device;",
+            r"the imports were done at ([0-9.]+) s\)",
+            r"\] set up ([0-9.]+) s after the process started",
             r"\] run done ([0-9.]+) s after the process started",
         )
     )
@@ -54,7 +56,7 @@ def test_smoke_training_writes_the_run_folder(full_run):
         for x in map(json.loads, open(full_run / "metrics.json"))
         if x["type"] == "epoch"
     )
-    assert 0 < started < done and done > epochs
+    assert 0 < imported <= started <= set_up < done and done > epochs
 
 
 @pytest.mark.slow
