@@ -36,40 +36,24 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
     assert (tmp_path / "DeMo_SDTPS" / "model_final.pth").exists()
 
 
-@pytest.mark.slow
-def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
-    cmd = [
-        sys.executable,
-        "tools/benchmark.py",
-        "--root",
-        synthetic_root,
-        "--out",
-        str(tmp_path),
-        "--measures",
-        "train",
-        "extract",
-        "metrics",
-        "attention",
-        "--config",
-        "configs/_smoke/DeMo_SDTPS.yml",
-        "--iters",
-        "2",
-        "--warmup",
-        "1",
-        "--epochs",
-        "3",
-        "--workers",
-        "0",
-        "--gallery",
-        "24",
-        "--metrics-size",
-        "20",
-        "200",
-        *FAST,
-    ]
+def _benchmark(root, out, *args):
+    """tools/benchmark.py on the smoke configs, one worker-less loader: (its result, its JSON rows)."""
+    cmd = [sys.executable, "tools/benchmark.py", "--root", root, "--out", str(out), *args]
+    cmd += ["--iters", "2", "--warmup", "1", "--workers", "0", *FAST]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    return res, [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.slow
+def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
+    res, rows = _benchmark(
+        synthetic_root,
+        tmp_path,
+        *("--measures", "train", "extract", "metrics", "attention"),
+        *("--config", "configs/_smoke/DeMo_SDTPS.yml", "--epochs", "3", "--gallery", "24"),
+        *("--metrics-size", "20", "200"),
+    )
     measures = {r["measure"] for r in rows}
     assert measures == {
         "data",
@@ -102,34 +86,12 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
 
 @pytest.mark.slow
 def test_benchmark_measures_both_pipelines_in_one_invocation(synthetic_root, tmp_path):
-    cmd = [
-        sys.executable,
-        "tools/benchmark.py",
-        "--root",
+    res, rows = _benchmark(
         synthetic_root,
-        "--out",
-        str(tmp_path),
-        "--measures",
-        "train",
-        "--config",
-        "configs/_smoke/DeMo.yml",
-        "--iters",
-        "2",
-        "--warmup",
-        "1",
-        "--epochs",
-        "0",
-        "--workers",
-        "0",
-        "--pipeline",
-        "ring",
-        "--pipeline",
-        "plain",
-        *FAST,
-    ]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+        tmp_path,
+        *("--measures", "train", "--config", "configs/_smoke/DeMo.yml", "--epochs", "0"),
+        *("--pipeline", "ring", "--pipeline", "plain"),
+    )
     ran = [r["pipeline"] for r in rows if r["measure"] == "train_e2e"]
     assert ran == ["ring", "plain"] and all(
         r["triplets_per_s"] > 0 for r in rows if "triplets_per_s" in r
