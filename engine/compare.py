@@ -507,13 +507,12 @@ def execute(study, jobs, parallel, spawner=None):
     os.makedirs(gates)
     with open(os.path.join(gates, OWNER_FILE), "w") as f:
         f.write(str(os.getpid()))
-    leaders = {}
+    closed = {}  # gate file -> the first run of its config, which opens it
     for j in jobs:
         if j.compiles:
-            lead = leaders.setdefault(j.run.entry.folder, j)
-            if lead is not j:
-                j.gate = os.path.join(gates, os.path.basename(j.run.entry.folder))
-    closed = {os.path.join(gates, os.path.basename(f)): lead for f, lead in leaders.items()}
+            gate = os.path.join(gates, os.path.basename(j.run.entry.folder))
+            if closed.setdefault(gate, j) is not j:
+                j.gate = gate
     pending, running = list(jobs), {}
     try:
         while pending or running:
