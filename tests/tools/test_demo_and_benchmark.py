@@ -37,7 +37,7 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
 
 
 def _benchmark(root, out, *args):
-    """tools/benchmark.py on the smoke configs, one worker-less loader: (its result, its JSON rows)."""
+    """tools/benchmark.py on the smoke configs without loader workers: (its result, JSON rows)."""
     cmd = [sys.executable, "tools/benchmark.py", "--root", root, "--out", str(out), *args]
     cmd += ["--iters", "2", "--warmup", "1", "--workers", "0", *FAST]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
