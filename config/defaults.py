@@ -60,10 +60,10 @@ _C.MODEL.SDTPS_USE_GUMBEL = False  # Gumbel-softmax decision matrix in training 
 #        top-K of (s + g) / tau (weights in (0, 1) summing to K); the extra token pools the
 #        patches by 1 - that weight. Tends to `sample` as tau -> 0; at tau 1 most weights are far
 #        from 0 and 1, so training mixes in patches that evaluation drops.
-# Which to try first: the defaults (Gumbel off). In docs/ACCURACY.md (3 seeds from one start, 1-3
-# on the study protocol, bf16 and fp16) ste, SDTPS_SCORE_GRAD and loss weight 2 stay within the
-# seed spread of the defaults, while sample and soft lose 4-9 mAP points on the fused feature in
-# both precisions: try those last.
+# Which to try first: the defaults (Gumbel off), then SDTPS_SCORE_GRAD. In docs/ACCURACY.md (3
+# seeds on the study protocol, bf16 and fp16) ste, SDTPS_SCORE_GRAD and loss weight 2 stay within
+# the seed spread of the defaults, while sample and soft lose 4-7 mAP points on the fused feature
+# in both precisions: try those last.
 _C.MODEL.SDTPS_GUMBEL_MODE = "ste"
 _C.MODEL.SDTPS_GUMBEL_TAU = 1.0  # Gumbel temperature (ste / sample: of the backward; soft: weights)
 _C.MODEL.SDTPS_SCORE_GRAD = False  # True: the cosine guide scores carry gradient (backbone, PIFE)
