@@ -1,5 +1,6 @@
-"""Multi-seed studies: every config trained with every seed, as `train_net.py` trains it (one
-subprocess a run), resumable, several runs at once; the statistics are in engine/compare_report.py.
+"""Multi-seed studies: every config trained with every seed, as `train_net.py` trains it (in
+subprocesses of it: a config's new runs share processes, `process_groups`), resumable, several
+runs at once; the statistics are in engine/compare_report.py.
 
 Layout of a study folder OUT:
 
@@ -350,11 +351,14 @@ def default_parallel(study):
 
 @dataclasses.dataclass
 class Job:
-    """The commands one run still needs, run one after the other in one slot."""
+    """The commands one process slot runs one after the other: training (or resuming) `run`, with
+    `also` (further fresh runs of its config, trained by the same `train_net.py --seeds` process),
+    then the model_best.pth evaluations of those runs."""
 
     run: Run
-    steps: list  # [(kind, argv)], kind: "train", "resume" or "best"
+    steps: list  # [(kind, argv, run)], kind: "train", "resume" or "best"
     compiles: bool = False  # a training step under SOLVER.COMPILE
+    also: list = dataclasses.field(default_factory=list)
     step: int = 0
     proc: object = None
     offset: int = 0  # size of metrics.json when the training step started
@@ -362,52 +366,77 @@ class Job:
     env: dict = None  # the environment its steps run in (its slot's GPU)
     gate: str = None  # a file to wait for before the first training step (`execute`)
 
+    @property
+    def runs(self):
+        return [self.run, *self.also]
 
-def make_jobs(study):
-    """A Job for each run that is not done; a done run of a config with a validation split may
-    still need its model_best.pth evaluated."""
+
+def process_groups(study, parallel, share):
+    """The runs each training process takes, in the order they start: a resumed run alone; with
+    `share`, a config's fresh runs dealt out over at most `parallel` processes (seeds 1-5 over 3:
+    1 4, 2 5, 3), each training its runs one after another (`train_net.py --seeds`: one import,
+    one data index, one compilation); without it, one process a run. Ordered by their first run's
+    place in the study (seed-major: the first run of every config starts first)."""
+    order = {id(r): i for i, r in enumerate(study.runs)}
+    groups = [[r] for r in study.runs if r.state == "resume" or (r.state == "fresh" and not share)]
+    if share:
+        for e in study.entries:
+            fresh = [r for r in study.runs if r.entry is e and r.state == "fresh"]
+            k = min(parallel, len(fresh))
+            groups += [fresh[g::k] for g in range(k)]
+    return sorted(groups, key=lambda g: order[id(g[0])])
+
+
+def _train_argv(study, runs):
+    run = runs[0]
+    if run.state == "resume":
+        extra, over = ["--resume"], ["SOLVER.SEED", str(run.seed), "OUTPUT_DIR", run.folder]
+    elif len(runs) == 1:
+        extra, over = [], ["SOLVER.SEED", str(run.seed), "OUTPUT_DIR", run.folder]
+    else:
+        extra, over = ["--seeds", *(str(r.seed) for r in runs)], ["OUTPUT_DIR", run.entry.folder]
+    return [
+        sys.executable,
+        TRAIN_SCRIPT,
+        "--config_file",
+        run.entry.file,
+        *extra,
+        *study.opts,
+        *over,
+    ]
+
+
+def _best_argv(study, run):
+    return [
+        sys.executable,
+        TEST_SCRIPT,
+        "--config_file",
+        run.entry.file,
+        *study.opts,
+        "SOLVER.SEED",
+        str(run.seed),
+        "OUTPUT_DIR",
+        os.path.join(run.folder, BEST_DIR),
+        "TEST.WEIGHT",
+        os.path.join(run.folder, "model_best.pth"),
+    ]
+
+
+def make_jobs(study, parallel=1, share=False):
+    """The Jobs of the runs that are not done (`process_groups` says which process trains which
+    runs); a done run of a config with a validation split may still need its model_best.pth
+    evaluated."""
     jobs = []
+    for runs in process_groups(study, parallel, share):
+        steps = [
+            ("resume" if runs[0].state == "resume" else "train", _train_argv(study, runs), runs[0])
+        ]
+        steps += [("best", _best_argv(study, r), r) for r in runs if r.entry.has_val]
+        jobs.append(Job(runs[0], steps, bool(runs[0].cfg.SOLVER.COMPILE), also=runs[1:]))
     for run in study.runs:
-        e, steps = run.entry, []
-        over = [*study.opts, "SOLVER.SEED", str(run.seed)]
-        if run.state != "done":
-            resume = ["--resume"] if run.state == "resume" else []
-            steps.append(
-                (
-                    "resume" if resume else "train",
-                    [
-                        sys.executable,
-                        TRAIN_SCRIPT,
-                        "--config_file",
-                        e.file,
-                        *resume,
-                        *over,
-                        "OUTPUT_DIR",
-                        run.folder,
-                    ],
-                )
-            )
-        if e.has_val and (run.state != "done" or run.needs_best):
-            steps.append(
-                (
-                    "best",
-                    [
-                        sys.executable,
-                        TEST_SCRIPT,
-                        "--config_file",
-                        e.file,
-                        *over,
-                        "OUTPUT_DIR",
-                        os.path.join(run.folder, BEST_DIR),
-                        "TEST.WEIGHT",
-                        os.path.join(run.folder, "model_best.pth"),
-                    ],
-                )
-            )
-        if steps:
-            compiles = bool(run.cfg.SOLVER.COMPILE) and steps[0][0] != "best"
-            jobs.append(Job(run, steps, compiles))
-        else:
+        if run.state == "done" and run.entry.has_val and run.needs_best:
+            jobs.append(Job(run, [("best", _best_argv(study, run), run)]))
+        elif run.state == "done":
             run.action = "reused"
     return jobs
 
@@ -448,23 +477,26 @@ def _warm(job):
 
 
 def _start(job, env, spawner):
-    run = job.run
-    kind, argv = job.steps[job.step]
+    kind, argv, run = job.steps[job.step]
     if job.gate and kind != "best":  # set up now, train once the config's first run has compiled
         argv = [*argv[:2], "--start-after", job.gate, *argv[2:]]
-    if kind == "train" and os.path.isdir(run.folder):
-        logger.info("clearing %s: %s", run.folder, run.why or "no intact checkpoint")
-        shutil.rmtree(run.folder)
+    if kind == "train":
+        for r in job.runs:
+            if os.path.isdir(r.folder):
+                logger.info("clearing %s: %s", r.folder, r.why or "no intact checkpoint")
+                shutil.rmtree(r.folder)
     if kind == "best":
         shutil.rmtree(os.path.join(run.folder, BEST_DIR), ignore_errors=True)
     os.makedirs(run.folder, exist_ok=True)
     metrics = os.path.join(run.folder, METRICS_FILE)
     job.offset = os.path.getsize(metrics) if os.path.isfile(metrics) else 0
+    seeds = " ".join(str(r.seed) for r in (job.runs if kind == "train" else [run]))
     logger.info(
-        "%s %s seed %d: %s",
+        "%s %s seed%s %s: %s",
         {"train": "training", "resume": "resuming", "best": "evaluating model_best.pth of"}[kind],
         run.entry.label,
-        run.seed,
+        "s" if " " in seeds else "",
+        seeds,
         " ".join(argv[1:]),
     )
     with open(os.path.join(run.folder, CONSOLE), "a") as console:
@@ -474,18 +506,27 @@ def _start(job, env, spawner):
 
 def _finish(job):
     """One step ended: True when the job has another step to start."""
-    run = job.run
-    kind = job.steps[job.step][0]
+    kind, _, run = job.steps[job.step]
+    runs = job.runs if kind == "train" else [run]
     if job.rc != 0:
-        run.action = "failed"
         script = "test_net.py" if kind == "best" else "train_net.py"
-        run.error = (
-            f"{script} exited with status {job.rc}; its output is in "
-            f"{os.path.join(run.folder, CONSOLE)}"
-        )
-        logger.error("%s seed %d: %s", run.entry.label, run.seed, run.error)
+        for r in runs:  # a process of several runs may have finished some of them
+            if (
+                kind == "train"
+                and len(runs) > 1
+                and run_state(r.folder, r.cfg.SOLVER.MAX_EPOCHS)[0] == "done"
+            ):
+                r.action = "trained"
+                continue
+            r.action = "failed"
+            r.error = (
+                f"{script} exited with status {job.rc}; its output is in "
+                f"{os.path.join(run.folder, CONSOLE)}"
+            )
+            logger.error("%s seed %d: %s", r.entry.label, r.seed, r.error)
         return False
-    run.action = run.action or {"train": "trained", "resume": "resumed", "best": "evaluated"}[kind]
+    for r in runs:
+        r.action = r.action or {"train": "trained", "resume": "resumed", "best": "evaluated"}[kind]
     job.step += 1
     return job.step < len(job.steps)
 
@@ -540,7 +581,8 @@ def execute(study, jobs, parallel, spawner=None):
                 else:
                     del running[slot]
                     if rc == 0 and not study.keep_last:
-                        drop_resume_state(job.run.folder)
+                        for run in job.runs:
+                            drop_resume_state(run.folder)
     except KeyboardInterrupt:
         for job in running.values():
             job.proc.terminate()

@@ -13,7 +13,8 @@
 #   fp16          DeMo and DeMo_SDTPS in fp16 (SOLVER.AMP fp16), seeds 1-3
 #   options       DeMo_SDTPS and its variants of configs/RGBNT201/study/ (each Gumbel mode,
 #                 SDTPS_SCORE_GRAD, loss weight 2), seeds 1-3, bf16
-#   timing        3 short DeMo runs one after another, then the same 3 at once (wall times)
+#   timing        3 short DeMo runs one after another, the same 3 at once, then the same 3 in
+#                 one process (wall times, each run's fixed cost)
 #   options-fp16  the same as options in fp16, without loss weight 2
 #   anytoany-time tools/eval_suite.py --any-to-any on one model of `headline` with the GPU to
 #                 itself: the time of the 7 extractions and of the 49 x 3 rankings
@@ -107,19 +108,26 @@ timing() {
   "$py" tools/compare.py --out "$dir/par" --parallel 3 --config "$base/DeMo.yml" --seeds 11 12 13 \
     "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/par.log" 2>&1
   stamp "timing: at once (tools/compare.py --parallel 3) total $((SECONDS - start)) s"
-  # Each run's fixed cost: its end after the process start, less its epochs at the steady pace.
-  "$py" - "$dir"/seq/seed_* "$dir"/par/*/seed_* <<'PY'
+  rm -rf "$dir/one"
+  start=$SECONDS
+  "$py" tools/compare.py --out "$dir/one" --parallel 1 --config "$base/DeMo.yml" --seeds 11 12 13 \
+    "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/one.log" 2>&1
+  stamp "timing: in one process (tools/compare.py --parallel 1: train_net.py --seeds) total $((SECONDS - start)) s"
+  # Each run's fixed cost: its end less its start (the process start; for a later run of a
+  # process, its first log line) less its epochs at the steady pace.
+  "$py" - "$dir"/seq/seed_* "$dir"/par/*/seed_* "$dir"/one/*/seed_* <<'PY'
 import json, re, statistics, sys
 for run in sys.argv[1:]:
     log = open(f"{run}/log.txt").read()
     first, setup, end = (float(re.findall(p, log)[-1]) for p in (
         r"\] ([0-9.]+) s after the process started \(", r"\] set up ([0-9.]+) s after",
         r"\] run done ([0-9.]+) s after"))
+    begin = first if " in this process: " in log else 0.0
     epochs = [r["seconds"] for r in map(json.loads, open(f"{run}/metrics.json")) if r["type"] == "epoch"]
     steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
-    print(f"{run}: first log line at {first:.1f} s, set up at {setup:.1f} s, end at {end:.1f} s, "
-          f"epochs {sum(epochs):.1f} s (steady {steady:.2f} s), fixed cost "
-          f"{end - steady * len(epochs):.1f} s")
+    print(f"{run}: started at {begin:.1f} s, first log line at {first:.1f} s, set up at "
+          f"{setup:.1f} s, end at {end:.1f} s, epochs {sum(epochs):.1f} s (steady {steady:.2f} "
+          f"s), fixed cost {end - begin - steady * len(epochs):.1f} s")
 PY
 }
 

@@ -6,9 +6,10 @@ and the t-test that fits the design, in Markdown, JSON and pictures.
         [KEY VALUE ...]
 
 Every run is `train_net.py --config_file C SOLVER.SEED s OUTPUT_DIR OUT/<dataset>-<name>/seed_<s>
-[KEY VALUE ...]`. A rerun of the same command reuses finished runs, resumes killed ones and
-restarts the rest; --dry-run shows what it would do. Output: OUT/compare.md, compare.json,
-compare_curves.png, compare_map.png (docs/ACCURACY.md explains how to read them).
+[KEY VALUE ...]`; a config's new runs share processes (`train_net.py --seeds`). A rerun of the
+same command reuses finished runs, resumes killed ones and restarts the rest; --dry-run shows what
+it would do. Output: OUT/compare.md, compare.json, compare_curves.png, compare_map.png
+(docs/ACCURACY.md explains how to read them).
 """
 
 import argparse
@@ -50,6 +51,13 @@ def parse(argv):
         default=None,
         metavar="K",
         help=f"runs at once (default: 1 on the CPU, {compare.GPU_RUNS_PER_DEVICE} per GPU)",
+    )
+    p.add_argument(
+        "--process-per-run",
+        action="store_true",
+        help="one train_net.py process per run (default: a config's new runs are dealt out over "
+        "the --parallel processes, each training its seeds one after another, paying the "
+        "imports, data index and compilation once)",
     )
     p.add_argument("--dry-run", action="store_true", help="show each run's state and stop")
     p.add_argument(
@@ -100,10 +108,15 @@ def run(args, study, argv):
         )
     if args.dry_run:
         return 0
-    jobs = compare.make_jobs(study)
     parallel = args.parallel or compare.default_parallel(study)
+    jobs = compare.make_jobs(study, parallel, share=not args.process_per_run)
+    todo = sum(len(j.runs) for j in jobs)
     logger.info(
-        "%d of %d runs to train or evaluate, %d at once", len(jobs), len(study.runs), parallel
+        "%d of %d runs to train or evaluate, in %d processes, %d at once",
+        todo,
+        len(study.runs),
+        len(jobs),
+        parallel,
     )
     try:
         compare.execute(study, jobs, parallel)

@@ -138,7 +138,7 @@ def test_run_states_read_from_disk(planned, tmp_path):
     ]
     jobs = compare.make_jobs(study)
     assert [j.run for j in jobs] == study.runs[1:] and study.runs[0].action == "reused"
-    kinds = [[kind for kind, _ in j.steps] for j in jobs]
+    kinds = [[kind for kind, *_ in j.steps] for j in jobs]
     assert kinds == [["train"], ["resume"], ["train"]]
     argv = jobs[1].steps[0][1]
     assert argv[1] == compare.TRAIN_SCRIPT and "--resume" in argv
@@ -159,7 +159,7 @@ def test_checkpoint_at_the_last_epoch_without_final_results_is_resumed(planned):
 def test_validation_split_adds_the_model_best_evaluation(planned):
     study = planned(configs=[DEMO], seeds=[1], opts=["DATASETS.VAL_FRACTION", "0.25"])
     (job,) = compare.make_jobs(study)
-    (_, train), (kind, test) = job.steps
+    (_, train, _), (kind, test, _) = job.steps
     assert kind == "best" and test[1] == compare.TEST_SCRIPT
     run = study.runs[0]
     assert test[-4:] == [
@@ -334,6 +334,8 @@ class FakeProc:
 def fake_spawner(timeline, envs, rc=0, argvs=None):
     def spawn(argv, env, console):
         folder = argv[argv.index("OUTPUT_DIR") + 1]
+        if "--seeds" in argv:  # one process of several runs: its first seed trains first
+            folder = os.path.join(folder, f"seed_{argv[argv.index('--seeds') + 1]}")
         kind = "best" if argv[1] == compare.TEST_SCRIPT else "train"
         run_folder = os.path.dirname(folder) if kind == "best" else folder
         name = f"{os.path.basename(os.path.dirname(run_folder))}/{os.path.basename(run_folder)}"
@@ -384,6 +386,58 @@ def test_a_compiled_configs_other_seeds_set_up_at_once_and_train_after_the_first
     assert all(e["TORCHINDUCTOR_FX_GRAPH_CACHE"] == "1" for e in envs)
     assert {e["OMP_NUM_THREADS"] for e in envs} == {str(max(1, os.cpu_count() // 4))}
     assert [r.action for r in study.runs] == ["trained"] * 4
+
+
+def test_a_configs_new_runs_are_dealt_out_over_the_processes(planned):
+    first = planned(seeds=[1, 2, 3, 4, 5])
+    fake_run(first.runs[4], final=False, model_final=False, ckpt_epoch=1)  # DeMo seed 3: resume
+    fake_run(first.runs[9])  # DeMo_SDTPS seed 5: done
+    compare.release(first)
+    study = planned(seeds=[1, 2, 3, 4, 5])
+    jobs = compare.make_jobs(study, 3, share=True)
+    got = [(j.run.entry.name, [r.seed for r in j.runs], j.steps[0][0]) for j in jobs]
+    assert got == [  # seed-major by each process's first run
+        ("DeMo", [1, 5], "train"),
+        ("DeMo_SDTPS", [1, 4], "train"),
+        ("DeMo", [2], "train"),
+        ("DeMo_SDTPS", [2], "train"),
+        ("DeMo", [3], "resume"),
+        ("DeMo_SDTPS", [3], "train"),
+        ("DeMo", [4], "train"),
+    ]
+    argv = jobs[0].steps[0][1]
+    demo = study.entries[0]
+    assert argv[1:6] == [compare.TRAIN_SCRIPT, "--config_file", demo.file, "--seeds", "1"]
+    assert argv[6] == "5" and argv[-2:] == ["OUTPUT_DIR", demo.folder]
+    assert "SOLVER.SEED" not in argv  # train_net.py sets it per seed
+    # the runs land where the study looks for them
+    assert [os.path.join(demo.folder, f"seed_{s}") for s in (1, 5)] == [
+        r.folder for r in jobs[0].runs
+    ]
+    assert jobs[2].steps[0][1][-4:] == ["SOLVER.SEED", "2", "OUTPUT_DIR", study.runs[2].folder]
+    assert "--resume" in jobs[4].steps[0][1]
+    assert study.runs[9].action == "reused"
+    alone = compare.make_jobs(study, 3, share=False)
+    assert [len(j.runs) for j in alone] == [1] * 9
+
+
+def test_a_process_of_several_runs_that_fails_fails_only_its_unfinished_runs(planned, monkeypatch):
+    monkeypatch.setattr(compare, "POLL_S", 0.0)
+    study = planned(configs=[DEMO], seeds=[1, 2, 3])
+    timeline, envs = [], []
+    spawn = fake_spawner(timeline, envs, rc=1)
+
+    def first_finishes(argv, env, console):
+        fake_run(study.runs[0])  # seed 1 trained to its end, then seed 2 stopped the process
+        return spawn(argv, env, console)
+
+    (job,) = compare.make_jobs(study, 1, share=True)
+    compare.execute(study, [job], 1, first_finishes)
+    assert [e for e in timeline if e[0] == "start"] == [("start", "RGBNT201-DeMo/seed_1")]
+    assert [r.action for r in study.runs] == ["trained", "failed", "failed"]
+    console = os.path.join(study.runs[0].folder, "console.txt")
+    assert study.runs[2].error == f"train_net.py exited with status 1; its output is in {console}"
+    assert study.runs[0].error == ""
 
 
 def _gates(tmp_path, owner):
@@ -621,14 +675,16 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
         "--out",
         str(out),
         "--parallel",
-        "2",
+        "1",
         "DATASETS.ROOT_DIR",
         synthetic_root,
         *FAST,
     ]
     assert compare_tool.main(argv) == 0
     scripts = [os.path.basename(c[1]) for c in calls]
-    assert scripts.count("train_net.py") == 4 and scripts.count("test_net.py") == 4
+    # one process trains both seeds of a config (train_net.py --seeds 1 2)
+    assert scripts.count("train_net.py") == 2 and scripts.count("test_net.py") == 4
+    assert all(c[c.index("--seeds") + 1 :][:2] == ["1", "2"] for c in calls if "--seeds" in c)
     first = json.load(open(out / "compare.json"))
     demo = [final_map(out / "RGBNT201-DeMo" / f"seed_{s}") for s in (1, 2)]
     sdtps = [final_map(out / "RGBNT201-DeMo_SDTPS" / f"seed_{s}") for s in (1, 2)]
@@ -672,6 +728,7 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
     assert kept == [False, True, False, False]
     log = (out / "RGBNT201-DeMo" / "seed_2" / "log.txt").read_text()
     assert "(epoch 1 finished)" in log
-    # On the CPU a resumed run and a run started again repeat the originals exactly.
+    # On the CPU a resumed run and a run started again in a process of its own repeat the
+    # originals, trained two to a process, exactly.
     assert again["final"]["summary"] == first["final"]["summary"]
     assert again["best"]["summary"] == first["best"]["summary"]

@@ -1,0 +1,68 @@
+"""train_net.py --seeds: several runs one after another in one process, each exactly the run a
+process of its own trains (records and weights), and the command lines it refuses."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import train_net
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMOKE = os.path.join(REPO, "configs", "_smoke")
+FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2"]
+FAST += ["SOLVER.WARMUP_EPOCHS", "1", "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16"]
+TIMES = {"time", "seconds", "provenance", "triplets_per_s"}
+
+
+def records(folder):
+    """metrics.json without what depends on when and how fast it ran."""
+    out = []
+    for line in open(os.path.join(folder, "metrics.json")):
+        r = json.loads(line)
+        out.append({k: v for k, v in r.items() if k not in TIMES and not k.endswith("_s")})
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["DeMo.yml", "DeMo_SDTPS.yml"])
+def test_a_later_run_of_the_process_is_the_run_of_a_process_of_its_own(
+    synthetic_root, tmp_path, config
+):
+    base = ["--config_file", os.path.join(SMOKE, config), "DATASETS.ROOT_DIR", synthetic_root]
+    # the seeds before the overrides, as tools/compare.py puts them
+    train_net.cli([*base, "--seeds", "3", "4", *FAST, "OUTPUT_DIR", str(tmp_path / "shared")])
+    alone = tmp_path / "alone"
+    train_net.cli([*base, *FAST, "OUTPUT_DIR", str(alone), "SOLVER.SEED", "4"])
+    shared = tmp_path / "shared" / "seed_4"
+    assert records(shared) == records(alone)
+    got = torch.load(shared / "model_final.pth", weights_only=True)["model"]
+    want = torch.load(alone / "model_final.pth", weights_only=True)["model"]
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    # each run has its own folder, config and log
+    first = tmp_path / "shared" / "seed_3"
+    assert (first / "model_final.pth").is_file() and records(first) != records(shared)
+    assert "seed: 4" in (shared / "config.yaml").read_text()
+    log = (shared / "log.txt").read_text()
+    assert "run 2 of 2 in this process" in log and "seed 3," not in log
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "1", "2", "--resume"], "--seeds trains new runs"),
+        (["--seeds", "1", "SOLVER.SEED", "3"], "remove SOLVER.SEED"),
+        (["--seeds", "1", "1"], "give distinct seeds"),
+        (["--seeds", "1", "-2"], "give distinct seeds >= 0"),
+        (["--seeds", "SOLVER.MAX_EPOCHS", "2"], "give one or more integer seeds"),
+    ],
+)
+def test_bad_seeds_are_refused(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_net.cli(
+            ["--config_file", os.path.join(SMOKE, "DeMo.yml"), *argv, "OUTPUT_DIR", str(tmp_path)]
+        )
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "seed_1").exists()
