@@ -165,6 +165,8 @@ def cli(argv=None):
         args.resume = True
     if args.seeds and (args.resume or args.eval_only):
         parser.error("--seeds trains new runs; resume or evaluate each run folder on its own")
+    if args.seeds and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        parser.error("--seeds trains on one device; under torchrun give each seed its own command")
     if args.seeds and "SOLVER.SEED" in args.opts[0::2]:
         parser.error("--seeds sets SOLVER.SEED of each run; remove SOLVER.SEED from the overrides")
     try:

@@ -66,3 +66,10 @@ def test_bad_seeds_are_refused(argv, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "seed_1").exists()
+
+
+def test_seeds_under_torchrun_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit):
+        train_net.cli(["--config_file", os.path.join(SMOKE, "DeMo.yml"), "--seeds", "1", "2"])
+    assert "under torchrun give each seed its own command" in capsys.readouterr().err
