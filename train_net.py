@@ -83,9 +83,7 @@ def train_runs(cfgs, locks, args):
                     len(cfgs),
                 )
             checkpoint = select_resume(cfg, args.resume_changed) if args.resume else (None, None)
-            if (
-                splits is None or cfg.DATASETS.VAL_FRACTION > 0
-            ):  # the validation ids follow the seed
+            if splits is None or cfg.DATASETS.VAL_FRACTION > 0:  # validation ids follow the seed
                 splits = build_dataset(cfg)
             fresh = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
             if model is None:
