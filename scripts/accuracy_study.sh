@@ -13,8 +13,8 @@
 #   fp16          DeMo and DeMo_SDTPS in fp16 (SOLVER.AMP fp16), seeds 1-3
 #   options       DeMo_SDTPS and its variants of configs/RGBNT201/study/ (each Gumbel mode,
 #                 SDTPS_SCORE_GRAD, loss weight 2), seeds 1-3, bf16
-#   timing        3 short DeMo runs one after another, the same 3 at once, then the same 3 in
-#                 one process (wall times, each run's fixed cost)
+#   timing        3 short DeMo runs one after another, the same 3 at once, then the same 3 in two
+#                 processes and in one (train_net.py --seeds): wall times, each run's fixed cost
 #   options-fp16  the same as options in fp16, without loss weight 2
 #   anytoany-time tools/eval_suite.py --any-to-any on one model of `headline` with the GPU to
 #                 itself: the time of the 7 extractions and of the 49 x 3 rankings
@@ -108,14 +108,16 @@ timing() {
   "$py" tools/compare.py --out "$dir/par" --parallel 3 --config "$base/DeMo.yml" --seeds 11 12 13 \
     "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/par.log" 2>&1
   stamp "timing: at once (tools/compare.py --parallel 3) total $((SECONDS - start)) s"
-  rm -rf "$dir/one"
-  start=$SECONDS
-  "$py" tools/compare.py --out "$dir/one" --parallel 1 --config "$base/DeMo.yml" --seeds 11 12 13 \
-    "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/one.log" 2>&1
-  stamp "timing: in one process (tools/compare.py --parallel 1: train_net.py --seeds) total $((SECONDS - start)) s"
+  for k in 2 1; do  # the same 3 runs in k processes (train_net.py --seeds), k at once
+    rm -rf "$dir/procs$k"
+    start=$SECONDS
+    "$py" tools/compare.py --out "$dir/procs$k" --parallel $k --config "$base/DeMo.yml" \
+      --seeds 11 12 13 "${protocol[@]}" SOLVER.MAX_EPOCHS 4 SOLVER.EVAL_PERIOD 4 > "$dir/procs$k.log" 2>&1
+    stamp "timing: in $k process(es) (tools/compare.py --parallel $k) total $((SECONDS - start)) s"
+  done
   # Each run's fixed cost: its end less its start (the process start; for a later run of a
   # process, its first log line) less its epochs at the steady pace.
-  "$py" - "$dir"/seq/seed_* "$dir"/par/*/seed_* "$dir"/one/*/seed_* <<'PY'
+  "$py" - "$dir"/seq/seed_* "$dir"/par/*/seed_* "$dir"/procs*/*/seed_* <<'PY'
 import json, re, statistics, sys
 for run in sys.argv[1:]:
     log = open(f"{run}/log.txt").read()
