@@ -143,7 +143,8 @@ def cli(argv=None):
         metavar="SEED",
         help="train one run per seed, one after another in this process, into "
         "OUTPUT_DIR/seed_<s>: the later runs skip the imports, the data index and the "
-        "compilation (tools/compare.py trains its seeds so)",
+        "compilation (tools/compare.py trains its seeds so); with --resume each seed's run "
+        "continues where it stopped and a seed without one starts",
     )
     parser.add_argument(
         "--start-after",
@@ -161,8 +162,8 @@ def cli(argv=None):
         args.seeds = [int(t) for t in args.seeds]
     if args.resume_changed and not args.resume:
         args.resume = True
-    if args.seeds and (args.resume or args.eval_only):
-        parser.error("--seeds trains new runs; resume or evaluate each run folder on its own")
+    if args.seeds and args.eval_only:
+        parser.error("--seeds trains runs; evaluate each run folder on its own")
     if args.seeds and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         parser.error("--seeds trains on one device; under torchrun give each seed its own command")
     if args.seeds and "SOLVER.SEED" in args.opts[0::2]:

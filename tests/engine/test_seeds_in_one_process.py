@@ -1,5 +1,6 @@
 """train_net.py --seeds: several runs one after another in one process, each exactly the run a
-process of its own trains (records and weights), and the command lines it refuses."""
+process of its own trains (records and weights), --resume over runs of which some are finished,
+and the command lines it refuses."""
 
 import json
 import os
@@ -47,11 +48,21 @@ def test_a_later_run_of_the_process_is_the_run_of_a_process_of_its_own(
     log = (shared / "log.txt").read_text()
     assert "run 2 of 2 in this process" in log and "seed 3," not in log
 
+    # again with a third seed: the finished runs need --resume, which leaves them as they are
+    again = [*base, "--seeds", "3", "4", "5", *FAST, "OUTPUT_DIR", str(tmp_path / "shared")]
+    with pytest.raises(SystemExit):
+        train_net.cli(again)
+    assert not (tmp_path / "shared" / "seed_5").exists()
+    before = records(first), records(shared)
+    train_net.cli([*again, "--resume"])
+    assert (records(first), records(shared)) == before
+    assert (tmp_path / "shared" / "seed_5" / "model_final.pth").is_file()
+
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--seeds", "1", "2", "--resume"], "--seeds trains new runs"),
+        (["--seeds", "1", "2", "--eval-only"], "evaluate each run folder on its own"),
         (["--seeds", "1", "SOLVER.SEED", "3"], "remove SOLVER.SEED"),
         (["--seeds", "1", "1"], "give distinct seeds"),
         (["--seeds", "1", "-2"], "give distinct seeds >= 0"),
