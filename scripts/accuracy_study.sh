@@ -18,6 +18,8 @@
 #   options-fp16  the same as options in fp16, without loss weight 2
 #   anytoany-time tools/eval_suite.py --any-to-any on one model of `headline` with the GPU to
 #                 itself: the time of the 7 extractions and of the 49 x 3 rankings
+#   headline-time `headline` again in fresh folders with a warm cache, as tools/compare.py runs it
+#                 and one run after another: the two wall times (not in the default list)
 #
 # Every study is resumable: runs that finished are reused (tools/compare.py). Runs live in
 # OUT_DIR/bf16 and OUT_DIR/fp16, each study's report in OUT_DIR/reports/<study>/. ROOT (data,
@@ -133,6 +135,21 @@ for run in sys.argv[1:]:
 PY
 }
 
+# headline_time: `headline` twice with a warm compile cache, as the tool runs it by default and
+# one run after another (each in a process of its own), in fresh folders: the two wall times.
+headline_time() {
+  local t=$out/headline-time two
+  two=$(configs "$base/DeMo.yml" "$base/DeMo_SDTPS.yml")
+  rm -rf "$t" && mkdir -p "$t"
+  stamp "headline-time: warming the compile cache (one 1-epoch run of each config, not timed)"
+  "$py" tools/compare.py --out "$t/warm" $two --seeds 0 "${protocol[@]}" SOLVER.MAX_EPOCHS 1 \
+    SOLVER.EVAL_PERIOD 1 > "$t/warm.log" 2>&1
+  compare headline-time-shared headline-time/shared $two --seeds 1 2 3 4 5
+  compare headline-time-one-by-one headline-time/one-by-one $two --seeds 1 2 3 4 5 \
+    --process-per-run --parallel 1
+  find "$t" -name '*.pth' -delete  # 1.2 GB a run; the reports are what the study is for
+}
+
 for study in $studies; do
   case $study in
     headline) compare headline bf16 $(configs "$base/DeMo.yml" "$base/DeMo_SDTPS.yml") --seeds 1 2 3 4 5 ;;
@@ -145,6 +162,7 @@ for study in $studies; do
     options-fp16) compare options-fp16 fp16 $(options_configs gumbel_ste gumbel_sample gumbel_soft score_grad) \
                     --seeds 1 2 3 SOLVER.AMP fp16 ;;
     timing) timing 2>&1 | tee "$out/reports/timing.txt" ;;  # kept: the wall times and fixed costs
+    headline-time) headline_time 2>&1 | tee "$out/reports/headline-time.txt" ;;
     anytoany-time)
       wait  # nothing else on the GPU
       run=$out/bf16/RGBNT201-DeMo_SDTPS/seed_1
