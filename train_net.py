@@ -48,8 +48,6 @@ def main(args):
 
 def seed_configs(cfg, seeds):
     """One config per seed of --seeds: SOLVER.SEED s, OUTPUT_DIR OUTPUT_DIR/seed_<s>."""
-    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
-        raise ConfigError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds >= 0")
     out = []
     for s in seeds:
         c = cfg.clone()
@@ -160,6 +158,8 @@ def cli(argv=None):
         if not args.seeds:
             parser.error("--seeds: give one or more integer seeds")
         args.seeds = [int(t) for t in args.seeds]
+        if len(set(args.seeds)) < len(args.seeds) or min(args.seeds) < 0:
+            parser.error(f"--seeds {' '.join(map(str, args.seeds))}: give distinct seeds >= 0")
     if args.resume_changed and not args.resume:
         args.resume = True
     if args.seeds and args.eval_only:

@@ -389,12 +389,11 @@ def process_groups(study, parallel, share):
 
 def _train_argv(study, runs):
     run = runs[0]
-    if run.state == "resume":
-        extra, over = ["--resume"], ["SOLVER.SEED", str(run.seed), "OUTPUT_DIR", run.folder]
-    elif len(runs) == 1:
-        extra, over = [], ["SOLVER.SEED", str(run.seed), "OUTPUT_DIR", run.folder]
-    else:
+    if len(runs) > 1:  # fresh runs, each into OUTPUT_DIR/seed_<s>
         extra, over = ["--seeds", *(str(r.seed) for r in runs)], ["OUTPUT_DIR", run.entry.folder]
+    else:
+        extra = ["--resume"] if run.state == "resume" else []
+        over = ["SOLVER.SEED", str(run.seed), "OUTPUT_DIR", run.folder]
     return [
         sys.executable,
         TRAIN_SCRIPT,
@@ -476,12 +475,18 @@ def _warm(job):
         return False
 
 
+def _step_runs(job):
+    """The runs the job's current step is for: the process's runs for training, one for "best"."""
+    kind, _, run = job.steps[job.step]
+    return [run] if kind == "best" else job.runs
+
+
 def _start(job, env, spawner):
     kind, argv, run = job.steps[job.step]
     if job.gate and kind != "best":  # set up now, train once the config's first run has compiled
         argv = [*argv[:2], "--start-after", job.gate, *argv[2:]]
     if kind == "train":
-        for r in job.runs:
+        for r in _step_runs(job):
             if os.path.isdir(r.folder):
                 logger.info("clearing %s: %s", r.folder, r.why or "no intact checkpoint")
                 shutil.rmtree(r.folder)
@@ -490,7 +495,7 @@ def _start(job, env, spawner):
     os.makedirs(run.folder, exist_ok=True)
     metrics = os.path.join(run.folder, METRICS_FILE)
     job.offset = os.path.getsize(metrics) if os.path.isfile(metrics) else 0
-    seeds = " ".join(str(r.seed) for r in (job.runs if kind == "train" else [run]))
+    seeds = " ".join(str(r.seed) for r in _step_runs(job))
     logger.info(
         "%s %s seed%s %s: %s",
         {"train": "training", "resume": "resuming", "best": "evaluating model_best.pth of"}[kind],
@@ -507,16 +512,13 @@ def _start(job, env, spawner):
 def _finish(job):
     """One step ended: True when the job has another step to start."""
     kind, _, run = job.steps[job.step]
-    runs = job.runs if kind == "train" else [run]
+    runs = _step_runs(job)
+    done_as = {"train": "trained", "resume": "resumed", "best": "evaluated"}[kind]
     if job.rc != 0:
         script = "test_net.py" if kind == "best" else "train_net.py"
         for r in runs:  # a process of several runs may have finished some of them
-            if (
-                kind == "train"
-                and len(runs) > 1
-                and run_state(r.folder, r.cfg.SOLVER.MAX_EPOCHS)[0] == "done"
-            ):
-                r.action = "trained"
+            if kind != "best" and run_state(r.folder, r.cfg.SOLVER.MAX_EPOCHS)[0] == "done":
+                r.action = done_as
                 continue
             r.action = "failed"
             r.error = (
@@ -526,7 +528,7 @@ def _finish(job):
             logger.error("%s seed %d: %s", r.entry.label, r.seed, r.error)
         return False
     for r in runs:
-        r.action = r.action or {"train": "trained", "resume": "resumed", "best": "evaluated"}[kind]
+        r.action = r.action or done_as
     job.step += 1
     return job.step < len(job.steps)
 

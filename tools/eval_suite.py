@@ -25,9 +25,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from config import PATTERN_NAMES  # noqa: E402
 from data import build_dataset  # noqa: E402
 from engine import defaults  # noqa: E402
-from engine.evaluator import PATTERN_NAMES, rank_metrics  # noqa: E402
+from engine.evaluator import rank_metrics  # noqa: E402
 from engine.modality_suite import any_to_any, missing_suite  # noqa: E402
 from utils.feature_files import load_split  # noqa: E402
 from utils.run_plots import MissingMatplotlib, heatmap, save  # noqa: E402

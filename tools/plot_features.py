@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from config import PATTERN_NAMES  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
-from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
+from engine.evaluator import missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from config import PATTERN_NAMES  # noqa: E402
 from data import build_test_loader  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
 from engine.cam import block_cams, cam_to_image, logit_score, similarity_score  # noqa: E402
-from engine.evaluator import PATTERN_NAMES, missing_modalities, union_records  # noqa: E402
+from engine.evaluator import missing_modalities, union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from utils.visualize import (  # noqa: E402
     cam_figure,

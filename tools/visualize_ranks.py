@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from config import PATTERN_NAMES  # noqa: E402
 from engine import defaults, extract_features  # noqa: E402
-from engine.evaluator import PATTERN_NAMES, union_records  # noqa: E402
+from engine.evaluator import union_records  # noqa: E402
 from modeling import select_pattern  # noqa: E402
 from utils.metrics import pairwise_distance  # noqa: E402
 from utils.visualize import (  # noqa: E402
