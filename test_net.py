@@ -27,8 +27,7 @@ def main(args):
     splits = build_dataset(cfg)
     model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
     # Its own file names: evaluating inside a training folder must not overwrite that run's record.
-    derived, prov = defaults.derived_values(model, splits), defaults.provenance(cfg, device)
-    defaults.write_config(cfg, derived, prov, "test_config.yaml")
+    defaults.write_config(cfg, model, splits, device, "test_config.yaml")
     return evaluate_weights(cfg, model, splits, split=args.split)
 
 

@@ -31,7 +31,7 @@ def main(args):
         device = defaults.setup(cfg, log_name="test_log.txt")
         splits = build_dataset(cfg)
         model = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
-        write_config(cfg, model, splits, device, "test_config.yaml")
+        defaults.write_config(cfg, model, splits, device, "test_config.yaml")
         return evaluate_weights(cfg, model, splits, split="test")
     cfgs = seed_configs(cfg, args.seeds) if args.seeds else [cfg]
     # Before anything is written: one live run per folder, and no new run over an old one.
@@ -56,11 +56,6 @@ def seed_configs(cfg, seeds):
         c.freeze()
         out.append(c)
     return out
-
-
-def write_config(cfg, model, splits, device, name="config.yaml"):
-    derived, prov = defaults.derived_values(model, splits), defaults.provenance(cfg, device)
-    defaults.write_config(cfg, derived, prov, name)
 
 
 def train_runs(cfgs, locks, args):
@@ -89,7 +84,7 @@ def train_runs(cfgs, locks, args):
             else:
                 model.load_state_dict(fresh.state_dict())
             del fresh
-            write_config(cfg, model, splits, device)
+            defaults.write_config(cfg, model, splits, device)
             loader = build_train_loader(cfg, splits.train, device=device)
             if evaluator is None:
                 evaluator = stack.enter_context(Evaluator(cfg, splits))

@@ -2,6 +2,7 @@
 logging, output folder and provenance."""
 
 import argparse
+import functools
 import importlib.metadata
 import logging
 import os
@@ -187,6 +188,7 @@ def setup(cfg, log_name="log.txt"):
     return device
 
 
+@functools.cache  # the code this process runs: looked up once, whatever the number of runs
 def _git_commit():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
@@ -251,10 +253,11 @@ def derived_values(model, splits):
     return out
 
 
-def write_config(cfg, derived, prov, name="config.yaml"):
-    """OUTPUT_DIR/name (rank 0): the effective config + DERIVED + PROVENANCE."""
+def write_config(cfg, model, splits, device, name="config.yaml"):
+    """OUTPUT_DIR/name (rank 0): the effective config + DERIVED (`derived_values`) + PROVENANCE."""
     if comm.is_main_process():
         path = os.path.join(cfg.OUTPUT_DIR, name)
+        derived, prov = derived_values(model, splits), provenance(cfg, device)
         dump_config(cfg, path, derived=derived, provenance=prov)
         logger.info("config written to %s", path)
 
