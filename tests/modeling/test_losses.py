@@ -52,3 +52,34 @@ def test_triplet_distances_stay_fp32_under_fp16_autocast():
     assert torch.isfinite(got) and abs(got.item() - want.item()) < 1e-2 * max(1.0, want.item())
     got.backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_triplet_distances_stay_fp32_under_bf16_autocast():
+    """Features sharing a large common part differ by little: in bf16 (8 significant bits) the
+    squared distances |a|² + |b|² − 2ab cancel to noise and the loss grows several-fold (old bf16
+    runs logged an ori triplet loss of 1.7-2.5 where fp16 and fp32 gave 0.7); the loss must see
+    fp32 distances."""
+    import torch
+    import torch.nn.functional as F
+
+    from modeling.losses import triplet_loss
+
+    g = torch.Generator().manual_seed(0)
+    pids = torch.arange(8).repeat_interleave(4)
+    centers = 0.3 * torch.randn(8, 256, generator=g)
+    x = (
+        10 * torch.randn(1, 256, generator=g)
+        + centers[pids]
+        + 0.5 * torch.randn(32, 256, generator=g)
+    )
+    want = triplet_loss(x, pids).item()
+    xb = x.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = triplet_loss(xb, pids).item()
+        # the same loss on the distances autocast computes when nothing keeps them in fp32
+        sq = xb.float().pow(2).sum(dim=1, keepdim=True)
+        naive = (sq + sq.t() - 2 * (xb @ xb.t())).clamp_min(1e-12).sqrt()
+    same = pids[None] == pids[:, None]
+    gap = naive.masked_fill(~same, -1e9).amax(1) - naive.masked_fill(same, 1e9).amin(1)
+    assert F.softplus(gap).mean().item() > want + 1.0  # a case where bf16 products go wrong
+    assert abs(got - want) < 0.02
