@@ -112,10 +112,11 @@ def run(args, study, argv):
     jobs = compare.make_jobs(study, parallel, share=not args.process_per_run)
     todo = sum(len(j.runs) for j in jobs)
     logger.info(
-        "%d of %d runs to train or evaluate, in %d processes, %d at once",
+        "%d of %d runs to train or evaluate, in %d process%s, %d at once",
         todo,
         len(study.runs),
         len(jobs),
+        "" if len(jobs) == 1 else "es",
         parallel,
     )
     try:
