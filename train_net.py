@@ -78,10 +78,10 @@ def train_runs(cfgs, locks, args):
             checkpoint = select_resume(cfg, args.resume_changed) if args.resume else (None, None)
             if splits is None or cfg.DATASETS.VAL_FRACTION > 0:  # validation ids follow the seed
                 splits = build_dataset(cfg)
-            fresh = build_model(cfg, splits.num_train_pids, splits.num_cameras).to(device)
+            fresh = build_model(cfg, splits.num_train_pids, splits.num_cameras)  # on the CPU
             if model is None:
-                model = fresh
-            else:
+                model = fresh.to(device)
+            else:  # copied onto the device into the first run's model object
                 model.load_state_dict(fresh.state_dict())
             del fresh
             defaults.write_config(cfg, model, splits, device)

@@ -351,14 +351,13 @@ def default_parallel(study):
 
 @dataclasses.dataclass
 class Job:
-    """The commands one process slot runs one after the other: training (or resuming) `run`, with
-    `also` (further fresh runs of its config, trained by the same `train_net.py --seeds` process),
+    """The commands one process slot runs one after the other: training (or resuming) `runs` (a
+    resumed run alone, or fresh runs of one config that one `train_net.py --seeds` process trains),
     then the model_best.pth evaluations of those runs."""
 
-    run: Run
+    runs: list  # [Run]: the first is the one its training process starts with
     steps: list  # [(kind, argv, run)], kind: "train", "resume" or "best"
     compiles: bool = False  # a training step under SOLVER.COMPILE
-    also: list = dataclasses.field(default_factory=list)
     step: int = 0
     proc: object = None
     offset: int = 0  # size of metrics.json when the training step started
@@ -367,8 +366,8 @@ class Job:
     gate: str = None  # a file to wait for before the first training step (`execute`)
 
     @property
-    def runs(self):
-        return [self.run, *self.also]
+    def run(self):
+        return self.runs[0]
 
 
 def process_groups(study, parallel, share):
@@ -431,10 +430,10 @@ def make_jobs(study, parallel=1, share=False):
             ("resume" if runs[0].state == "resume" else "train", _train_argv(study, runs), runs[0])
         ]
         steps += [("best", _best_argv(study, r), r) for r in runs if r.entry.has_val]
-        jobs.append(Job(runs[0], steps, bool(runs[0].cfg.SOLVER.COMPILE), also=runs[1:]))
+        jobs.append(Job(runs, steps, bool(runs[0].cfg.SOLVER.COMPILE)))
     for run in study.runs:
         if run.state == "done" and run.entry.has_val and run.needs_best:
-            jobs.append(Job(run, [("best", _best_argv(study, run), run)]))
+            jobs.append(Job([run], [("best", _best_argv(study, run), run)]))
         elif run.state == "done":
             run.action = "reused"
     return jobs

@@ -62,8 +62,7 @@ fi
 import glob, json, os, re, statistics, sys
 
 runs, curves = {}, {}
-paths = glob.glob(os.path.join(sys.argv[1], "*-seed*", "metrics.json"))
-for path in sorted(paths + glob.glob(os.path.join(sys.argv[1], "pretrain", "metrics.json"))):
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*", "metrics.json"))):  # every run, pretrain too
     evals = [r for r in map(json.loads, open(path)) if r.get("type") == "eval"]
     if evals:
         name = os.path.basename(os.path.dirname(path))
