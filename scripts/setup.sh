@@ -18,6 +18,14 @@ if .venv/bin/python -c "import torch, sys; v = tuple(int(x) for x in torch.__ver
   constraints=()
 else
   constraints=(-c constraints.txt)
+  # The torch and torchvision builds served from disk here are CUDA builds: about 5.6 GB in .venv.
+  need_mb=6144
+  free_mb=$(df -Pm .venv | awk 'NR == 2 {print $4}')
+  if [ "$free_mb" -lt "$need_mb" ]; then
+    echo "setup.sh: installing torch into $PWD/.venv needs about $need_mb MB free on its disk;" \
+      "$free_mb MB are free (df -h $PWD)" >&2
+    exit 1
+  fi
 fi
 req=${1:-requirements.txt}
 .venv/bin/python -m pip install -q --disable-pip-version-check -r "$req" "${constraints[@]}"
