@@ -5,6 +5,9 @@
 ids, at a quarter of the real image size (persons 64x32, vehicles 32x64, RGBNT100 strips 32x192).
 `smoke_cfg(*opts, config="DeMo.yml")`: configs/_smoke/<config> with DATASETS.ROOT_DIR set to
 `synthetic_root`, plus KEY VALUE overrides (e.g. "DATASETS.NAMES", "MSVR310"); frozen.
+`fast(epochs, *extra)`: KEY VALUE overrides that make a smoke run take seconds (4 ids x 2 images a
+batch, `epochs` epochs with 1 of warm-up, a log line every iteration, test batches of 16), then
+`extra`.
 `old_names(text)`: a dumped config (config.yaml, a checkpoint's cfg) as the versions before the
 renames wrote it, with DeMo's key names and value forms.
 """
@@ -35,6 +38,19 @@ def compile_cache(tmp_path_factory):
         del os.environ["TORCHINDUCTOR_CACHE_DIR"]
     else:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def fast():
+    def overrides(epochs, *extra):
+        return [
+            *("SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2"),
+            *("SOLVER.MAX_EPOCHS", str(epochs), "SOLVER.WARMUP_EPOCHS", "1"),
+            *("SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16"),
+            *extra,
+        ]
+
+    return overrides
 
 
 @pytest.fixture(scope="session")

@@ -7,30 +7,14 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Small and fast: 4 ids x 2 images a batch, 2 epochs, logs every iteration.
-FAST = [
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "DATALOADER.NUM_INSTANCE",
-    "2",
-    "SOLVER.MAX_EPOCHS",
-    "2",
-    "SOLVER.LOG_PERIOD",
-    "1",
-    "TEST.IMS_PER_BATCH",
-    "16",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "1",
-    "SOLVER.WARMUP_EPOCHS",
-    "1",
-]
 
 
 class Cli:
-    """Builds and runs `train_net.py` / `test_net.py` command lines on the synthetic root."""
+    """Builds and runs `train_net.py` / `test_net.py` command lines on the synthetic root, with a
+    fast 2-epoch schedule (a checkpoint every epoch)."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, schedule):
+        self.root, self.schedule = root, schedule
 
     def command(self, name, out, *opts, config="DeMo.yml", extra=(), nproc=1):
         launcher = [sys.executable]
@@ -46,7 +30,7 @@ class Cli:
             self.root,
             "OUTPUT_DIR",
             str(out),
-            *FAST,
+            *self.schedule,
             *opts,
         ]
         # One thread per process when several share the 2 cores.
@@ -59,8 +43,8 @@ class Cli:
 
 
 @pytest.fixture(scope="session")
-def cli(synthetic_root):
-    return Cli(synthetic_root)
+def cli(synthetic_root, fast):
+    return Cli(synthetic_root, fast(2, "SOLVER.CHECKPOINT_PERIOD", "1"))
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,6 @@ import train_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(REPO, "configs", "_smoke")
-FAST = ["SOLVER.IMS_PER_BATCH", "8", "DATALOADER.NUM_INSTANCE", "2", "SOLVER.MAX_EPOCHS", "2"]
-FAST += ["SOLVER.WARMUP_EPOCHS", "1", "SOLVER.LOG_PERIOD", "1", "TEST.IMS_PER_BATCH", "16"]
 TIMES = {"time", "seconds", "provenance", "triplets_per_s"}
 
 
@@ -29,13 +27,14 @@ def records(folder):
 @pytest.mark.slow
 @pytest.mark.parametrize("config", ["DeMo.yml", "DeMo_SDTPS.yml"])
 def test_a_later_run_of_the_process_is_the_run_of_a_process_of_its_own(
-    synthetic_root, tmp_path, config
+    synthetic_root, tmp_path, config, fast
 ):
+    schedule = fast(2)
     base = ["--config_file", os.path.join(SMOKE, config), "DATASETS.ROOT_DIR", synthetic_root]
     # the seeds before the overrides, as tools/compare.py puts them
-    train_net.cli([*base, "--seeds", "3", "4", *FAST, "OUTPUT_DIR", str(tmp_path / "shared")])
+    train_net.cli([*base, "--seeds", "3", "4", *schedule, "OUTPUT_DIR", str(tmp_path / "shared")])
     alone = tmp_path / "alone"
-    train_net.cli([*base, *FAST, "OUTPUT_DIR", str(alone), "SOLVER.SEED", "4"])
+    train_net.cli([*base, *schedule, "OUTPUT_DIR", str(alone), "SOLVER.SEED", "4"])
     shared = tmp_path / "shared" / "seed_4"
     assert records(shared) == records(alone)
     got = torch.load(shared / "model_final.pth", weights_only=True)["model"]
@@ -49,7 +48,7 @@ def test_a_later_run_of_the_process_is_the_run_of_a_process_of_its_own(
     assert "run 2 of 2 in this process" in log and "seed 3," not in log
 
     # again with a third seed: the finished runs need --resume, which leaves them as they are
-    again = [*base, "--seeds", "3", "4", "5", *FAST, "OUTPUT_DIR", str(tmp_path / "shared")]
+    again = [*base, "--seeds", "3", "4", "5", *schedule, "OUTPUT_DIR", str(tmp_path / "shared")]
     with pytest.raises(SystemExit):
         train_net.cli(again)
     assert not (tmp_path / "shared" / "seed_5").exists()

@@ -8,20 +8,6 @@ import pytest
 import train_net
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = [
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "DATALOADER.NUM_INSTANCE",
-    "2",
-    "SOLVER.MAX_EPOCHS",
-    "1",
-    "SOLVER.LOG_PERIOD",
-    "1",
-    "TEST.IMS_PER_BATCH",
-    "16",
-    "SOLVER.WARMUP_EPOCHS",
-    "1",
-]
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +20,7 @@ def keep_logging():
     root.setLevel(level)
 
 
-def trained(root, base, config):
+def trained(root, base, config, schedule):
     """Arguments naming a 1-epoch smoke checkpoint of configs/_smoke/<config>, trained once per
     session (cached in the session's temporary folder)."""
     out = base / "tools_ckpt" / config.split(".")[0]
@@ -48,7 +34,7 @@ def trained(root, base, config):
                 root,
                 "OUTPUT_DIR",
                 str(out),
-                *FAST,
+                *schedule,
             ]
         )
     return [
@@ -64,11 +50,12 @@ def trained(root, base, config):
 
 
 @pytest.fixture(scope="session")
-def sdtps_args(synthetic_root, tmp_path_factory):
-    return trained(synthetic_root, tmp_path_factory.getbasetemp(), "DeMo_SDTPS.yml")
+def sdtps_args(synthetic_root, tmp_path_factory, fast):
+    return trained(synthetic_root, tmp_path_factory.getbasetemp(), "DeMo_SDTPS.yml", fast(1))
 
 
 @pytest.fixture(scope="session")
-def smoke_checkpoint(synthetic_root, tmp_path_factory):
+def smoke_checkpoint(synthetic_root, tmp_path_factory, fast):
     """smoke_checkpoint(config) -> the tool arguments of that config's cached checkpoint."""
-    return lambda config: trained(synthetic_root, tmp_path_factory.getbasetemp(), config)
+    base = tmp_path_factory.getbasetemp()
+    return lambda config: trained(synthetic_root, base, config, fast(1))

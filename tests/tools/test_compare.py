@@ -464,13 +464,11 @@ def test_a_run_whose_study_process_ended_stops_waiting(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_net_sets_up_then_trains_once_its_gate_opens(synthetic_root, tmp_path):
-    from .conftest import FAST
-
+def test_train_net_sets_up_then_trains_once_its_gate_opens(synthetic_root, tmp_path, fast):
     out, gate = tmp_path / "run", _gates(tmp_path, os.getpid())
     cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--start-after", str(gate)]
     cmd += ["--config_file", DEMO, "DATASETS.ROOT_DIR", synthetic_root, "OUTPUT_DIR", str(out)]
-    proc = subprocess.Popen([*cmd, *FAST], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*cmd, *fast(1)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = out / "log.txt"
     deadline = time.monotonic() + 120
     while "waiting for the first run" not in (log.read_text() if log.exists() else ""):
@@ -608,28 +606,9 @@ def test_report_numbers_paired_and_missing_runs(planned, tmp_path):
 # end to end
 # ------------------------------------------------------------------------------------------------
 
-FAST = [
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "DATALOADER.NUM_INSTANCE",
-    "2",
-    "SOLVER.MAX_EPOCHS",
-    "2",
-    "SOLVER.LOG_PERIOD",
-    "1",
-    "TEST.IMS_PER_BATCH",
-    "16",
-    "SOLVER.WARMUP_EPOCHS",
-    "1",
-    "SOLVER.CHECKPOINT_PERIOD",
-    "1",
-    "SOLVER.EVAL_PERIOD",
-    "1",
-    "DATASETS.VAL_FRACTION",
-    "0.25",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-]
+# the end-to-end study's runs: 2 epochs, each checkpointed and evaluated, a validation split
+STUDY = ("SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.EVAL_PERIOD", "1")
+STUDY += ("DATASETS.VAL_FRACTION", "0.25", "DATALOADER.NUM_WORKERS", "0")
 
 
 def final_map(folder, pattern="3"):
@@ -654,7 +633,7 @@ def kill_in_epoch_2(folder):
 
 
 @pytest.mark.slow
-def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, monkeypatch):
+def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, monkeypatch, fast):
     calls = []
 
     def counting(argv, env, console):
@@ -678,7 +657,7 @@ def test_two_configs_two_seeds_end_to_end_then_resume(synthetic_root, tmp_path, 
         "1",
         "DATASETS.ROOT_DIR",
         synthetic_root,
-        *FAST,
+        *fast(2, *STUDY),
     ]
     assert compare_tool.main(argv) == 0
     scripts = [os.path.basename(c[1]) for c in calls]

@@ -9,22 +9,9 @@ import pytest
 
 from tools import demo
 
-FAST = [
-    "SOLVER.IMS_PER_BATCH",
-    "8",
-    "DATALOADER.NUM_INSTANCE",
-    "2",
-    "SOLVER.MAX_EPOCHS",
-    "1",
-    "SOLVER.WARMUP_EPOCHS",
-    "1",
-    "TEST.IMS_PER_BATCH",
-    "16",
-]
 
-
-def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, capsys):
-    rows = demo.main(["--root", synthetic_root, "--out", str(tmp_path), *FAST])
+def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, capsys, fast):
+    rows = demo.main(["--root", synthetic_root, "--out", str(tmp_path), *fast(1)])
     names = [r[0] for r in rows]
     assert names == ["DeMo", "DeMo_SDTPS"]
     for _, before, after, miss, seconds in rows:
@@ -36,20 +23,21 @@ def test_demo_reports_untrained_trained_and_missing(synthetic_root, tmp_path, ca
     assert (tmp_path / "DeMo_SDTPS" / "model_final.pth").exists()
 
 
-def _benchmark(root, out, *args):
+def _benchmark(root, out, schedule, *args):
     """tools/benchmark.py on the smoke configs without loader workers: (its result, JSON rows)."""
     cmd = [sys.executable, "tools/benchmark.py", "--root", root, "--out", str(out), *args]
-    cmd += ["--iters", "2", "--warmup", "1", "--workers", "0", *FAST]
+    cmd += ["--iters", "2", "--warmup", "1", "--workers", "0", *schedule]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return res, [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
 
 
 @pytest.mark.slow
-def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path):
+def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_root, tmp_path, fast):
     res, rows = _benchmark(
         synthetic_root,
         tmp_path,
+        fast(1),
         *("--measures", "train", "extract", "metrics", "attention"),
         *("--config", "configs/_smoke/DeMo_SDTPS.yml", "--epochs", "3", "--gallery", "24"),
         *("--metrics-size", "20", "200"),
@@ -85,10 +73,11 @@ def test_benchmark_runs_on_cpu_and_prints_one_json_line_per_measure(synthetic_ro
 
 
 @pytest.mark.slow
-def test_benchmark_measures_both_pipelines_in_one_invocation(synthetic_root, tmp_path):
+def test_benchmark_measures_both_pipelines_in_one_invocation(synthetic_root, tmp_path, fast):
     res, rows = _benchmark(
         synthetic_root,
         tmp_path,
+        fast(1),
         *("--measures", "train", "--config", "configs/_smoke/DeMo.yml", "--epochs", "0"),
         *("--pipeline", "ring", "--pipeline", "plain"),
     )
